@@ -1,0 +1,301 @@
+"""Grapheme to phoneme: normalised text -> words with lexical pinyin (TONE3, neutral tone 5).
+
+jieba segments and tags parts of speech; pypinyin reads each word with its phrase dictionary; then
+our context rules fix the polyphones a phrase lookup cannot decide (得 de/dei, 地, 着, 还, 长, 重 ...),
+because they depend on the neighbouring words rather than on the word itself.
+Latin letters are spelled with Chinese letter names (see LETTERS).
+"""
+
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+
+from pypinyin import Style, lazy_pinyin
+from pypinyin.constants import PHRASES_DICT
+
+log = logging.getLogger(__name__)
+
+HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\u3007]+")
+
+# Letter names as Mandarin speakers say them, in pinyin: every voice reads them with the Mandarin phones
+# it was trained on (the ARPAbet rows of the inventory are untrained in Mandarin-only voices).
+LETTERS = {
+    "A": "ei1", "B": "bi4", "C": "xi1", "D": "di4", "E": "yi4", "F": "ai2 fu5", "G": "ji4",
+    "H": "ei1 qi1", "I": "ai4", "J": "zhei4", "K": "kei4", "L": "ai2 lu5", "M": "ai2 mu5", "N": "en1",
+    "O": "ou1", "P": "pi4", "Q": "kiu1", "R": "a4 er5", "S": "ai2 si5", "T": "ti4", "U": "you1",
+    "V": "wei1", "W": "da2 bu5 liu5", "X": "ai2 ke5 si5", "Y": "wai4", "Z": "zei4",
+}
+
+# Words whose everyday reading pypinyin's phrase dictionary gets wrong.
+OVERRIDES = {
+    "大夫": "dai4 fu5",
+    "一会儿": "yi1 hui4 er5",
+    "哪儿": "na3 er5",
+    "这儿": "zhe4 er5",
+    "那儿": "na4 er5",
+}
+
+# Particles and suffixes that are read in the neutral tone when they stand alone after a word.
+NEUTRAL = {"的": "de5", "了": "le5", "着": "zhe5", "吗": "ma5", "呢": "ne5", "吧": "ba5", "啊": "a5",
+           "们": "men5", "么": "me5", "嘛": "ma5", "呀": "ya5", "啦": "la5", "过": "guo5"}
+
+# 儿 at the end of these words is a full syllable, not erhua.
+NOT_ERHUA = set(
+    "女儿 儿 婴儿 孤儿 幼儿 健儿 宠儿 胎儿 少儿 男儿 患儿 新生儿 混血儿 弃儿 侄儿 孙儿 乞儿 育儿 托儿 "
+    "妻儿 犬儿 豚儿 孩儿 产儿 晚儿 童儿 病儿 养儿 生儿 宁馨儿 弄潮儿 幸运儿 中儿 小儿".split()
+)
+
+NUMERALS = set("零一二两三四五六七八九十百千万亿几第半每")
+
+
+@dataclass
+class Word:
+    """One segment of a sentence: a Chinese word, a Latin token, or punctuation."""
+
+    text: str
+    pos: str
+    start: int  # offset of the word in the sentence text
+    kind: str  # "han", "latin" or "punct"
+    syllables: list = field(default_factory=list)  # lexical pinyin, e.g. "hao3"
+    chars: list = field(default_factory=list)  # for each syllable, its character offset
+    erhua: list = field(default_factory=list)  # for each syllable, True if it is an erhua 儿
+    phrase: bool = False  # read as part of a dictionary phrase with a neighbour: no context rules
+
+
+_lock = threading.Lock()
+_posseg = None
+
+
+def _segmenter():
+    """jieba.posseg, loaded once on first use (it reads a ~5 MB dictionary: about a second)."""
+    global _posseg
+    with _lock:
+        if _posseg is None:
+            import jieba
+            import jieba.posseg
+
+            jieba.setLogLevel(logging.WARNING)
+            log.info("frontend: loading the jieba dictionary (once per process)")
+            jieba.initialize()
+            _posseg = jieba.posseg
+    return _posseg
+
+
+def segment(text):
+    """Text -> [Word] with offsets; punctuation and Latin letters become their own words."""
+    words, offset = [], 0
+    for pair in _segmenter().cut(text):
+        token, pos = pair.word, pair.flag
+        for part in re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff\u3007]+|[A-Za-z]+|\s+|.", token):
+            if HAN.fullmatch(part):
+                words.append(Word(part, pos, offset, "han"))
+            elif part.isascii() and part.isalpha():
+                words.append(Word(part, "eng", offset, "latin"))
+            elif not part.isspace():
+                words.append(Word(part, "x", offset, "punct"))
+            offset += len(part)
+    return words
+
+
+def _read_latin(word):
+    for i, letter in enumerate(word.text.upper()):
+        for syllable in LETTERS[letter].split():
+            word.syllables.append(syllable)
+            word.chars.append(word.start + i)
+            word.erhua.append(False)
+
+
+def _pinyin(words):
+    """Lexical pinyin for the Chinese words, by phrase lookup (pairs of single characters included)."""
+    readings = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        nxt = words[i + 1] if i + 1 < len(words) else None
+        if word.text in OVERRIDES:
+            readings.append(OVERRIDES[word.text].split())
+        elif (nxt is not None and len(word.text) == 1 and len(nxt.text) == 1
+              and word.text + nxt.text in PHRASES_DICT
+              and word.text not in NEUTRAL and nxt.text not in NEUTRAL):
+            # jieba sometimes splits a dictionary phrase into single characters (为/人, 还/钱):
+            # read the pair as the phrase; the segmentation used for prosody stays as it is
+            pair = lazy_pinyin(word.text + nxt.text, style=Style.TONE3, neutral_tone_with_five=True)
+            readings += [pair[:1], pair[1:]]
+            word.phrase = nxt.phrase = True
+            i += 2
+            continue
+        else:
+            readings.append(lazy_pinyin(word.text, style=Style.TONE3, neutral_tone_with_five=True))
+        i += 1
+    return readings
+
+
+def _is_reduplicated(text):
+    return len(text) >= 2 and (text[0] == text[1] or (len(text) == 4 and text[0] == text[1] and text[2] == text[3]))
+
+
+def _tagged(word, *prefixes):
+    return word is not None and word.pos.startswith(prefixes)
+
+
+def _starts(word, chars):
+    return word is not None and word.kind == "han" and word.text[0] in chars
+
+
+def _fix_polyphones(words):
+    """Context rules for single-character polyphones and for words outside the phrase dictionary."""
+    han = [w for w in words if w.kind == "han"]
+    for k, word in enumerate(han):
+        prev = han[k - 1] if k > 0 and han[k - 1].start + len(han[k - 1].text) == word.start else None
+        nxt = han[k + 1] if k + 1 < len(han) and word.start + len(word.text) == han[k + 1].start else None
+        text, syl = word.text, word.syllables
+        if word.phrase:
+            continue
+        known = text in PHRASES_DICT or text in OVERRIDES
+        if text == "得":
+            if _tagged(prev, "v", "a") or (prev and prev.text[-1] in "跑说写做长唱画走跳睡吃玩学干来去"):
+                syl[0] = "de5"  # complement marker: 跑得快
+            elif nxt and nxt.text[0] not in "了到出很太" and (
+                _tagged(prev, "r", "n", "d") or (prev and prev.text[-1] in "就还也都总可必非真")
+            ) and _tagged(nxt, "v", "d", "p", "a", "n") or (prev is None and _tagged(nxt, "v")):
+                syl[0] = "dei3"  # must: 他得走了
+            else:
+                syl[0] = "de2"
+        elif len(text) > 1 and text.endswith("得") and not known:
+            syl[-1] = "de5"
+        elif text == "地":
+            if nxt and _tagged(nxt, "v") and (
+                _tagged(prev, "a", "d", "z") or (prev and _is_reduplicated(prev.text))
+            ):
+                syl[0] = "de5"  # adverbial marker: 慢慢地走
+        elif len(text) > 2 and text.endswith("地") and not known and _is_reduplicated(text[:-1]):
+            syl[-1] = "de5"
+        elif text == "着":
+            if prev is not None and _tagged(prev, "v", "a"):
+                syl[0] = "zhe5"
+        elif text == "了":
+            syl[0] = "liao3" if prev and prev.text[-1] in "不得" and not _starts(nxt, "解结") and prev.text != "得" else "le5"
+        elif text == "还":
+            syl[0] = "huan2" if _starts(nxt, "钱书债款账贷礼") or (nxt and nxt.text.startswith("给")) else "hai2"
+        elif text == "行" and prev and prev.text[-1] in NUMERALS and _starts(nxt, "字诗文代数句"):
+            syl[0] = "hang2"
+        elif text.endswith("行") and len(text) > 1 and text[-2] in NUMERALS and _starts(nxt, "字诗文代数句"):
+            syl[-1] = "hang2"
+        elif text == "长":
+            syl[0] = "zhang3" if _starts(nxt, "得出成满大高胖") else "chang2"
+        elif len(text) > 1 and text.endswith("长") and not known and _tagged(word, "n"):
+            syl[-1] = "zhang3"  # heads of organisations: 副院长, 教研组长
+        elif text == "重":
+            syl[0] = "chong2" if _tagged(nxt, "v") and not _starts(nxt, "要视量达") else "zhong4"
+        elif len(text) == 2 and text[0] == "重" and not known and _tagged(word, "v"):
+            syl[0] = "chong2"  # again: 重写, 重做
+        elif text == "为":
+            clause = _clause_before(words, word)
+            if (prev and prev.text[-1] in "成作认以称视变化改分选评转誉沦") or "以" in clause or _starts(nxt, "所"):
+                syl[0] = "wei2"
+            else:
+                syl[0] = "wei4"
+        elif text == "数":
+            if nxt and (nxt.text[0] in "以十百千万亿" or nxt.text.startswith("不胜")):
+                syl[0] = "shu4"
+            elif _tagged(word, "v") or (nxt and nxt.text[0] in "一了着过到清完星钱"):
+                syl[0] = "shu3"
+        elif "数" in text and re.fullmatch(r"数[一了]数", text):
+            syl[0] = syl[2] = "shu3"
+        elif text == "调":
+            syl[0] = "diao4" if _starts(nxt, "到往走去来回出入离查") else "tiao2"
+        elif text == "背":
+            syl[0] = "bei1" if _starts(nxt, "着起上包在孩走") else "bei4"
+        elif text == "处":
+            if _starts(nxt, "于在以理置"):
+                syl[0] = "chu3"
+            elif prev and prev.text[-1] in NUMERALS | set("此何各多某住到好坏长短难"):
+                syl[0] = "chu4"
+        elif text == "率":
+            syl[0] = "shuai4" if _starts(nxt, "领军团队部众先") else "lv4"
+        elif len(text) > 1 and text.endswith("率") and not known:
+            syl[-1] = "lv4"  # rates: 转化率, 通过率
+        elif text == "差":
+            syl[0] = "chai1" if prev and prev.text[-1] == "出" else "cha4"
+        elif text == "弹":
+            syl[0] = "tan2"
+        elif len(text) > 1 and text.endswith("弹") and not known:
+            syl[-1] = "dan4"
+        elif text == "觉":
+            before = "".join(w.text for w in han[max(0, k - 3):k])
+            syl[0] = "jiao4" if "睡" in before or (prev and prev.text[-1] in NUMERALS | set("个午")) else "jue2"
+        elif text == "乐":
+            syl[0] = "le4"
+        elif text == "都":
+            syl[0] = "dou1"
+        elif text == "好" and _starts(nxt, "奇学客胜强") and nxt and len(nxt.text) == 1:
+            syl[0] = "hao4"
+        elif text == "当":
+            syl[0] = "dang4" if _starts(nxt, "作成做") and nxt and len(nxt.text) == 1 else "dang1"
+        elif text == "相":
+            syl[0] = "xiang1"
+        elif text == "会" and nxt and nxt.text in ("计", "计师"):
+            syl[0] = "kuai4"
+        elif text in NEUTRAL and prev is not None:
+            syl[0] = NEUTRAL[text] if text not in ("过",) or _tagged(prev, "v") else syl[0]
+
+
+def _clause_before(words, word):
+    """The text from the last punctuation mark up to `word`."""
+    out = []
+    for w in words:
+        if w is word:
+            break
+        out = [] if w.kind == "punct" else out + [w.text]
+    return "".join(out)
+
+
+def _mark_erhua(words):
+    """儿 after a syllable in the same word (or glued to the previous word) is erhua: read as -r."""
+    han = [w for w in words if w.kind == "han"]
+    for k, word in enumerate(han):
+        for i, ch in enumerate(word.text):
+            if ch != "儿" or word.text in NOT_ERHUA:
+                continue
+            if i > 0:
+                glued = True
+            else:
+                prev = han[k - 1] if k > 0 else None
+                glued = (prev is not None and prev.start + len(prev.text) == word.start and word.text == "儿"
+                         and prev.syllables and prev.syllables[-1][:-1] != "er")
+            if glued and not (i > 0 and word.syllables[i - 1][:-1] == "er"):
+                word.erhua[i] = True
+                word.syllables[i] = "er5"
+
+
+def _lexical_yi_bu(words):
+    """pypinyin's phrases carry some sandhi (一个 yi2 ge4, 不要 bu2 yao4): back to lexical tones."""
+    for word in words:
+        for i, ch in enumerate(word.text if word.kind == "han" else ""):
+            if ch == "一" and word.syllables[i] in ("yi2", "yi4"):
+                word.syllables[i] = "yi1"
+            elif ch == "不" and word.syllables[i] == "bu2":
+                word.syllables[i] = "bu4"
+
+
+def analyze(text):
+    """Normalised text -> [Word] with lexical pinyin on every Chinese and Latin word."""
+    words = segment(text)
+    han = [w for w in words if w.kind == "han"]
+    for word, reading in zip(han, _pinyin(han)):
+        word.syllables = list(reading)
+        word.chars = [word.start + i for i in range(len(word.text))]
+        word.erhua = [False] * len(word.text)
+    for word in words:
+        if word.kind == "latin":
+            _read_latin(word)
+    _lexical_yi_bu(words)
+    _fix_polyphones(words)
+    _mark_erhua(words)
+    return words
+
+
+def g2p(text):
+    """Normalised text -> one lexical pinyin syllable per Chinese character (letters spelled)."""
+    return [s for word in analyze(text) for s in word.syllables]
