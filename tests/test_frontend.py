@@ -16,8 +16,8 @@ EVAL = REPO.parent / "shared" / "eval"
 UNIT = re.compile(r"\{([^$]+)\$(tone\w+)\$(s_\w+)\$(word_\w+)\$emotion_neutral\$F7\}")
 
 
-def _tsv(name):
-    path = EVAL / name
+def _tsv(name, folder=EVAL):
+    path = folder / name
     if not path.exists():
         return []
     rows = []
@@ -41,6 +41,20 @@ def test_public_normalization(text, expected):
 @pytest.mark.parametrize("text, expected", _tsv("polyphones.tsv"))
 def test_public_polyphones(text, expected):
     assert " ".join(g2p(text)) in expected
+
+
+# our own check sets (tests/data): polyphones in varied contexts, numbers of every kind
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.mark.parametrize("text, expected", _tsv("frontend_polyphones.tsv", DATA))
+def test_own_polyphone_set(text, expected):
+    assert " ".join(g2p(text)) in expected
+
+
+@pytest.mark.parametrize("text, expected", _tsv("frontend_normalization.tsv", DATA))
+def test_own_normalization_set(text, expected):
+    assert normalize(text) in expected
 
 
 # --- our own cases: one or more per normalisation category ---------------------------------------

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from pypinyin import Style, lazy_pinyin
 from pypinyin.constants import PHRASES_DICT
+from pypinyin.seg.mmseg import seg as _mmseg
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ OVERRIDES = {
     "哪儿": "na3 er5",
     "这儿": "zhe4 er5",
     "那儿": "na4 er5",
+    "背着": "bei1 zhe5",
 }
 
 # Particles and suffixes that are read in the neutral tone when they stand alone after a word.
@@ -47,6 +49,8 @@ NOT_ERHUA = set(
 )
 
 NUMERALS = set("零一二两三四五六七八九十百千万亿几第半每")
+# characters with context rules in _fix_polyphones (得 is handled on whole words, see _fix_de)
+RULE_CHARS = set("地着了还行长重为数调背处率差弹觉乐都好当相会")
 
 
 @dataclass
@@ -116,8 +120,7 @@ def _pinyin(words):
         if word.text in OVERRIDES:
             readings.append(OVERRIDES[word.text].split())
         elif (nxt is not None and len(word.text) == 1 and len(nxt.text) == 1
-              and word.text + nxt.text in PHRASES_DICT
-              and word.text not in NEUTRAL and nxt.text not in NEUTRAL):
+              and word.start + 1 == nxt.start and word.text + nxt.text in PHRASES_DICT):
             # jieba sometimes splits a dictionary phrase into single characters (为/人, 还/钱):
             # read the pair as the phrase; the segmentation used for prosody stays as it is
             pair = lazy_pinyin(word.text + nxt.text, style=Style.TONE3, neutral_tone_with_five=True)
@@ -143,9 +146,10 @@ def _starts(word, chars):
     return word is not None and word.kind == "han" and word.text[0] in chars
 
 
-def _fix_polyphones(words):
-    """Context rules for single-character polyphones and for words outside the phrase dictionary."""
-    han = [w for w in words if w.kind == "han"]
+def _fix_polyphones(han, sentence):
+    """Context rules for single-character polyphones and for words outside the phrase dictionary.
+
+    `han`: the Chinese words (or pieces of words) in order; `sentence`: the text they come from."""
     for k, word in enumerate(han):
         prev = han[k - 1] if k > 0 and han[k - 1].start + len(han[k - 1].text) == word.start else None
         nxt = han[k + 1] if k + 1 < len(han) and word.start + len(word.text) == han[k + 1].start else None
@@ -153,35 +157,26 @@ def _fix_polyphones(words):
         if word.phrase:
             continue
         known = text in PHRASES_DICT or text in OVERRIDES
-        if text == "得":
-            if _tagged(prev, "v", "a") or (prev and prev.text[-1] in "跑说写做长唱画走跳睡吃玩学干来去"):
-                syl[0] = "de5"  # complement marker: 跑得快
-            elif nxt and nxt.text[0] not in "了到出很太" and (
-                _tagged(prev, "r", "n", "d") or (prev and prev.text[-1] in "就还也都总可必非真")
-            ) and _tagged(nxt, "v", "d", "p", "a", "n") or (prev is None and _tagged(nxt, "v")):
-                syl[0] = "dei3"  # must: 他得走了
-            else:
-                syl[0] = "de2"
-        elif len(text) > 1 and text.endswith("得") and not known:
-            syl[-1] = "de5"
+        if "得" in text and not known:
+            _fix_de(word, prev, nxt)
         elif text == "地":
-            if nxt and _tagged(nxt, "v") and (
-                _tagged(prev, "a", "d", "z") or (prev and _is_reduplicated(prev.text))
-            ):
-                syl[0] = "de5"  # adverbial marker: 慢慢地走
-        elif len(text) > 2 and text.endswith("地") and not known and _is_reduplicated(text[:-1]):
-            syl[-1] = "de5"
+            before = sentence[max(0, word.start - 2):word.start]
+            manner = _tagged(prev, "a", "d", "z", "b", "i", "l") or (len(before) == 2 and before[0] == before[1])
+            if nxt is not None and manner:
+                syl[0] = "de5"  # adverbial marker: 慢慢地走, 高兴地跳
         elif text == "着":
             if prev is not None and _tagged(prev, "v", "a"):
                 syl[0] = "zhe5"
         elif text == "了":
             syl[0] = "liao3" if prev and prev.text[-1] in "不得" and not _starts(nxt, "解结") and prev.text != "得" else "le5"
         elif text == "还":
-            syl[0] = "huan2" if _starts(nxt, "钱书债款账贷礼") or (nxt and nxt.text.startswith("给")) else "hai2"
-        elif text == "行" and prev and prev.text[-1] in NUMERALS and _starts(nxt, "字诗文代数句"):
-            syl[0] = "hang2"
-        elif text.endswith("行") and len(text) > 1 and text[-2] in NUMERALS and _starts(nxt, "字诗文代数句"):
-            syl[-1] = "hang2"
+            # 'give back' before what is returned, before 了/给, or ending a clause (借了要还)
+            returns = _starts(nxt, "钱书债款账贷礼给") or (nxt is not None and nxt.text == "了") or nxt is None
+            syl[0] = "huan2" if returns else "hai2"
+        elif text.endswith("行") and (text[:-1] or (prev.text if prev else ""))[-1:] in NUMERALS and (
+            _starts(nxt, "字诗文代数句") or (text == "一行" and prev and prev.text[-1] in "这那哪各每干")
+        ):
+            syl[-1] = "hang2"  # a line of text (三行字), a trade (这一行)
         elif text == "长":
             syl[0] = "zhang3" if _starts(nxt, "得出成满大高胖") else "chang2"
         elif len(text) > 1 and text.endswith("长") and not known and _tagged(word, "n"):
@@ -191,7 +186,7 @@ def _fix_polyphones(words):
         elif len(text) == 2 and text[0] == "重" and not known and _tagged(word, "v"):
             syl[0] = "chong2"  # again: 重写, 重做
         elif text == "为":
-            clause = _clause_before(words, word)
+            clause = _clause_before(sentence, word)
             if (prev and prev.text[-1] in "成作认以称视变化改分选评转誉沦") or "以" in clause or _starts(nxt, "所"):
                 syl[0] = "wei2"
             else:
@@ -201,8 +196,6 @@ def _fix_polyphones(words):
                 syl[0] = "shu4"
             elif _tagged(word, "v") or (nxt and nxt.text[0] in "一了着过到清完星钱"):
                 syl[0] = "shu3"
-        elif "数" in text and re.fullmatch(r"数[一了]数", text):
-            syl[0] = syl[2] = "shu3"
         elif text == "调":
             syl[0] = "diao4" if _starts(nxt, "到往走去来回出入离查") else "tiao2"
         elif text == "背":
@@ -241,14 +234,52 @@ def _fix_polyphones(words):
             syl[0] = NEUTRAL[text] if text not in ("过",) or _tagged(prev, "v") else syl[0]
 
 
-def _clause_before(words, word):
-    """The text from the last punctuation mark up to `word`."""
-    out = []
-    for w in words:
-        if w is word:
-            break
-        out = [] if w.kind == "punct" else out + [w.text]
-    return "".join(out)
+def _fix_de(word, prev, nxt):
+    """得 outside a dictionary phrase: de5 after a verb or adjective (跑得快, 说得对), dei3 'must'
+    after a pronoun, noun or adverb before what is to be done (我得去, 你得小心), else de2 'get'."""
+    for i, ch in enumerate(word.text):
+        if ch != "得":
+            continue
+        rest = word.text[i + 1:]
+        after = rest or (nxt.text if nxt else "")
+        if i > 0:
+            # inside a word: V得 is a complement (说得对, 跑得) unless X得 is itself a common word,
+            # read as the dictionary says (取得成功, 心得); 不得 keeps its de2 (不得不)
+            if word.text[i - 1] != "不" and _word_frequency(word.text[i - 1:i + 1]) < 10:
+                word.syllables[i] = "de5"
+        elif _tagged(prev, "v", "a") or (prev and prev.text[-1] in _VERB_CHARS):
+            word.syllables[i] = "de5"
+        elif prev is not None and after[:1] not in _NOT_AFTER_DEI and (
+            _tagged(prev, "r", "n", "d", "t", "m", "q") or prev.text[-1] in "就还也都总可必非真又"
+        ):
+            word.syllables[i] = "dei3"
+        else:
+            word.syllables[i] = "de2"
+
+
+def _word_frequency(text):
+    return _segmenter().dt.FREQ.get(text, 0)
+
+
+# characters that are verbs or adjectives on their own, when jieba tags the word before 得 otherwise
+_VERB_CHARS = set("跑说写做长唱画走跳睡吃玩学干来去哭笑看听讲打飞忙累饿冷热高低快慢好坏多少大小")
+# after these, a bare 得 is 'get' (得了, 得到, 得不到, 得一百分), not 'must'
+_NOT_AFTER_DEI = set("了到出过很太最不一二三四五六七八九十几第")
+
+
+def _copy_reduplicated(pieces):
+    """V一V / V了V (数一数, 看了看): the second verb is read like the first."""
+    chars = [(p, i) for p in pieces for i in range(len(p.text))]
+    for k in range(len(chars) - 2):
+        (a, i), (b, j), (c, m) = chars[k:k + 3]
+        if a.text[i] == c.text[m] and b.text[j] in "一了" and a.start + i + 2 == c.start + m:
+            neutral = c.syllables[m].endswith("5")
+            c.syllables[m] = a.syllables[i][:-1] + ("5" if neutral else a.syllables[i][-1])
+
+
+def _clause_before(text, word):
+    """The sentence text from the last pause up to `word`."""
+    return re.split(r"[，、；：…。！？]", text[:word.start])[-1]
 
 
 def _mark_erhua(words):
@@ -279,19 +310,36 @@ def _lexical_yi_bu(words):
                 word.syllables[i] = "bu4"
 
 
+def _pieces(word):
+    """A word outside the phrase dictionary that holds a rule character is read in pieces (pypinyin's
+    own phrase segmentation), so a rule sees 长 in 长时间 as it sees a lone 长; other words stay whole."""
+    if word.text in PHRASES_DICT or word.text in OVERRIDES or not RULE_CHARS & set(word.text):
+        return [word]
+    pieces, offset = [], 0
+    for part in _mmseg.cut(word.text):
+        pieces.append(Word(part, word.pos, word.start + offset, "han"))
+        offset += len(part)
+    return pieces
+
+
 def analyze(text):
     """Normalised text -> [Word] with lexical pinyin on every Chinese and Latin word."""
     words = segment(text)
     han = [w for w in words if w.kind == "han"]
-    for word, reading in zip(han, _pinyin(han)):
-        word.syllables = list(reading)
+    pieces = [p for w in han for p in _pieces(w)]
+    for piece, reading in zip(pieces, _pinyin(pieces)):
+        piece.syllables = list(reading)
+    _lexical_yi_bu(pieces)
+    _fix_polyphones(pieces, text)
+    _copy_reduplicated(pieces)
+    by_char = {p.start + i: s for p in pieces for i, s in enumerate(p.syllables)}
+    for word in han:
         word.chars = [word.start + i for i in range(len(word.text))]
+        word.syllables = [by_char[c] for c in word.chars]
         word.erhua = [False] * len(word.text)
     for word in words:
         if word.kind == "latin":
             _read_latin(word)
-    _lexical_yi_bu(words)
-    _fix_polyphones(words)
     _mark_erhua(words)
     return words
 

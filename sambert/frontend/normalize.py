@@ -279,7 +279,7 @@ RULES = [
     # phone numbers and codes are read digit by digit
     (re.compile(r"(?<![\d.])(?:\+?(86)[- ]?)?(1[3-9]\d[- ]?\d{4}[- ]?\d{4})(?![\d.])"), _phone),
     (re.compile(r"(?<![\d.])(?:0\d{2,3}-\d{7,8}|[48]00-?\d{3}-?\d{4})(?![\d.])"), _digits_with_yao),
-    (re.compile(rf"((?:{_PHONE_WORDS})[是为:：\s]*)(\d[\d -]{{2,}}\d)"), _keyword_code),
+    (re.compile(rf"((?:{_PHONE_WORDS})[是为:：\s]*)(\d[\d -]*\d{{2}})"), _keyword_code),
     # dates and years
     (re.compile(r"(?<!\d)(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?!\d)"), _date),
     (re.compile(r"(?<!\d)(\d{4})\s*[-~～至到]\s*(\d{4})年"), _year_range),
