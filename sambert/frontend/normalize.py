@@ -111,6 +111,7 @@ _UNITS = {
     "ml": "毫升", "mL": "毫升", "kW": "千瓦", "kw": "千瓦", "ms": "毫秒", "min": "分钟", "mph": "英里每小时",
     "m": "米", "g": "克", "t": "吨", "L": "升", "l": "升", "h": "小时", "s": "秒", "W": "瓦", "V": "伏",
     "lb": "磅", "ft": "英尺", "in": "英寸",
+    "KB/s": "KB每秒", "MB/s": "MB每秒", "GB/s": "GB每秒", "kb/s": "kb每秒", "Mb/s": "Mb每秒",
 }
 _UNIT_RE = "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
 _CURRENCY = {"¥": "元", "￥": "元", "$": "美元", "US$": "美元", "HK$": "港元", "€": "欧元", "£": "英镑", "₩": "韩元", "₽": "卢布"}
@@ -192,9 +193,15 @@ def _money(match):
 
 
 def _temperature(match):
-    below, value, scale = match.group(1), match.group(2), match.group(3)
+    low, high, scale = match.group(1), match.group(2), match.group(3)
     unit = "华氏度" if "F" in scale or "℉" in scale else "摄氏度"
-    return ("零下" if below else "") + read_decimal(value) + unit
+    return "到".join(_degrees(v) for v in (low, high) if v) + unit
+
+
+def _degrees(value):
+    value = value.replace(" ", "")
+    below = value.startswith(("零下", "-", "−"))
+    return ("零下" if below else "") + read_decimal(value.lstrip("零下-−"))
 
 
 def _percent_range(match):
@@ -229,9 +236,11 @@ def _times(match):
 
 
 def _unit(match):
-    value, unit = match.group(1), match.group(2)
+    low, high, unit = match.group(1), match.group(2), match.group(3)
     word = _UNITS[unit]
-    return read_number(value, after=word) + word
+    if high:  # 3-5km -> 三到五公里
+        return f"{read_number(low)}到{read_number(high, after=word)}{word}"
+    return read_number(low, after=word) + word
 
 
 def _negative(match):
@@ -276,6 +285,10 @@ RULES = [
     # addresses first: everything in them is spelled
     (re.compile(r"(?:[a-zA-Z]+://|www\.)[\w./?=&%#~+:-]+[\w/]"), _url),
     (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), lambda m: _spell_address(m.group(0))),
+    # letter-digit joins: COVID-19, K-pop, 1st, No.1
+    (re.compile(r"(?<=[A-Za-z])-(?=[A-Za-z\d])"), lambda m: " "),
+    (re.compile(r"(?<![A-Za-z])(\d+)(?:st|nd|rd|th)(?![A-Za-z])"), lambda m: "第" + read_integer(m.group(1))),
+    (re.compile(r"(?<![A-Za-z])No\.\s?(?=\d)"), lambda m: "第"),
     # phone numbers and codes are read digit by digit
     (re.compile(r"(?<![\d.])(?:\+?(86)[- ]?)?(1[3-9]\d[- ]?\d{4}[- ]?\d{4})(?![\d.])"), _phone),
     (re.compile(r"(?<![\d.])(?:0\d{2,3}-\d{7,8}|[48]00-?\d{3}-?\d{4})(?![\d.])"), _digits_with_yao),
@@ -283,16 +296,21 @@ RULES = [
     # dates and years
     (re.compile(r"(?<!\d)(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?!\d)"), _date),
     (re.compile(r"(?<!\d)(\d{4})\s*[-~～至到]\s*(\d{4})年"), _year_range),
-    (re.compile(r"(?<![\d.])(\d{4})年(?!代?之久|左右|以上|以内|多|的时间)"), _year),
+    (re.compile(r"(?<!约|近|有|了|过|达)(?<!大约|过去|长达|已有|至少|将近)(?<![\d.])(\d{4})年(?!代?之久|左右|以上|以内|多|的时间)"),
+     _year),
     (re.compile(r"['’](\d{2})年"), _year),
+    (re.compile(r"(?<=\d[日号月年天点时分秒])\s?[-~～—–]\s?(?=\d)"), lambda m: "到"),
     # clock times vs ratios and scores (比分2:1)
     (re.compile(r"(?<!\d)(\d{1,2}):(\d{1,2})(?::(\d{1,2}))?(?!\d)"), _time_or_ratio),
     (re.compile(r"(?<!\d)(\d+):(\d+)(?!\d)"), lambda m: f"{read_number(m.group(1))}比{read_number(m.group(2))}"),
     # money, temperature, percent
     (re.compile(r"(US\$|HK\$|[¥￥$€£₩₽])\s?(\d[\d,]*(?:\.\d+)?)\s?([万亿千百]*)"), _money),
-    (re.compile(r"(零下|[-−])?\s?(\d+(?:\.\d+)?)\s?(℃|℉|°\s?[CF]|度C)"), _temperature),
+    (re.compile(rf"((?:零下|(?<![\d.])[-−])?\s?{NUM})(?:\s?[-~～至到]\s?((?:零下|[-−])?{NUM}))?\s?(℃|℉|°\s?[CF]|度C)"),
+     _temperature),
     (re.compile(rf"({NUM})%?\s?[-~～至到]\s?({NUM})%"), _percent_range),
     (re.compile(rf"([-−])?({NUM})\s?([%‰])"), _percent),
+    # numbers (and ranges) with a unit symbol
+    (re.compile(rf"(?<![A-Za-z])({NUM})(?:\s?[-~～至到]\s?({NUM}))?\s?({_UNIT_RE})(?![A-Za-z²³\d])"), _unit),
     # arithmetic, products, fractions, ranges
     (re.compile(rf"{NUM}(?:\s?[-+×*÷/]\s?{NUM})+\s?=\s?{NUM}"), _math),
     (re.compile(rf"(?<![A-Za-z\d])({NUM})\s?[x×*]\s?({NUM})(?![A-Za-z\d])"), _times),
@@ -300,8 +318,6 @@ RULES = [
     (re.compile(rf"(?<![\d.])({NUM})\s?[-~～—–]\s?({NUM})(?![\d.])(\D?)"), _range),
     # dotted digit strings: versions, IP addresses
     (re.compile(r"(?<![\d.])\d+(?:\.\d+){2,}(?![\d.])"), _version),
-    # numbers with a unit symbol
-    (re.compile(rf"(?<![A-Za-z])({NUM})\s?({_UNIT_RE})(?![A-Za-z²³\d])"), _unit),
     # signs and plain numbers
     (re.compile(rf"(^|[^\w)）])[-−]({NUM})"), _negative),
     (re.compile(r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"), _plain_number),
