@@ -178,7 +178,9 @@ def _fix_polyphones(han, sentence):
         ):
             syl[-1] = "hang2"  # a line of text (三行字), a trade (这一行)
         elif text == "长":
-            syl[0] = "zhang3" if _starts(nxt, "得出成满大高胖") else "chang2"
+            grows = _starts(nxt, "得出成满大高胖") or re.match(r"了(?:[一二两三四五六七八九十几半]|不少|很多)",
+                                                           sentence[word.start + 1:word.start + 4])
+            syl[0] = "zhang3" if grows else "chang2"
         elif len(text) > 1 and text.endswith("长") and not known and _tagged(word, "n"):
             syl[-1] = "zhang3"  # heads of organisations: 副院长, 教研组长
         elif text == "重":
@@ -218,6 +220,8 @@ def _fix_polyphones(han, sentence):
         elif text == "觉":
             before = "".join(w.text for w in han[max(0, k - 3):k])
             syl[0] = "jiao4" if "睡" in before or (prev and prev.text[-1] in NUMERALS | set("个午")) else "jue2"
+        elif "觉" in text and sentence[word.start - 1:word.start] in ("一", "个", "午") and word.start > 0:
+            syl[text.index("觉")] = "jiao4"  # a sleep, even where a phrase took the character (一觉醒来)
         elif text == "乐":
             syl[0] = "le4"
         elif text == "都":
@@ -277,6 +281,19 @@ def _copy_reduplicated(pieces):
             c.syllables[m] = a.syllables[i][:-1] + ("5" if neutral else a.syllables[i][-1])
 
 
+# kinship terms and the like whose doubled form ends in a neutral tone (妈妈 ma1 ma5, 奶奶 nai3 nai5)
+KINSHIP = set("爸妈爷奶姥哥姐弟妹叔舅婶伯姑姨嫂婆公宝太娃谢")
+
+
+def _neutral_reduplication(pieces):
+    """AA kinship nouns and AA verbs (看看, 想想) read their second syllable in the neutral tone."""
+    for piece in pieces:
+        text = piece.text
+        verb = piece.pos.startswith("v") and text not in PHRASES_DICT  # 处处 (everywhere) is in it
+        if len(text) == 2 and text[0] == text[1] and (text[0] in KINSHIP or verb):
+            piece.syllables[1] = piece.syllables[1][:-1] + "5"
+
+
 def _clause_before(text, word):
     """The sentence text from the last pause up to `word`."""
     return re.split(r"[，、；：…。！？]", text[:word.start])[-1]
@@ -332,6 +349,7 @@ def analyze(text):
     _lexical_yi_bu(pieces)
     _fix_polyphones(pieces, text)
     _copy_reduplicated(pieces)
+    _neutral_reduplication(pieces)
     by_char = {p.start + i: s for p in pieces for i, s in enumerate(p.syllables)}
     for word in han:
         word.chars = [word.start + i for i in range(len(word.text))]

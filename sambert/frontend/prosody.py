@@ -65,6 +65,19 @@ def _split_at_words(clause, max_chars, segment):
     return out
 
 
+def _lean(word):
+    """Which neighbour a one-syllable word leans on: particles, localisers and measure words lean
+    left (我们的, 公园里, 三个); adverbs, prepositions, pronouns, conjunctions and numerals lean right
+    (很温柔, 在家, 我想)."""
+    if word.kind != "han" or len(word.syllables) != 1:
+        return None
+    if word.text in PARTICLES or word.pos.startswith(("u", "y", "f", "e", "q")):
+        return "left"
+    if word.pos.startswith(("d", "p", "r", "c", "m")):
+        return "right"
+    return None
+
+
 def breaks(words):
     """[Word] (with punctuation words) -> break level after each word (0 none, 1..4).
 
@@ -91,10 +104,15 @@ def breaks(words):
             group_len = phrase_len = len(word.syllables)
             continue
         size = len(word.syllables)
-        joins = (
-            (word.text in PARTICLES and word.kind == "han")
-            or (word.kind == prev.kind == "han" and group_len + size <= _GROUP_MAX
-                and (group_len == 1 or size == 1) and not word.pos.startswith(_PHRASE_STARTERS))
+        same_script = word.kind == prev.kind == "han"
+        lean, prev_lean = _lean(word), _lean(prev)
+        joins = same_script and (
+            lean == "left"
+            or (group_len + size <= _GROUP_MAX and lean != "right" and (
+                prev_lean == "right"
+                or (size == 1 and lean is None and group_len <= 2)
+                or (group_len == 1 and prev_lean is None and size <= 2)
+            ))
         )
         if joins:
             group_len += size
