@@ -88,9 +88,10 @@ def read_number(number, after=""):
         sign, number = "负", number[1:]
     if "." in number:
         return sign + read_decimal(number)
-    liang = not sign and after[:1] in _LIANG_BEFORE and not after.startswith(_NOT_LIANG_AFTER)
-    if liang and number != "2" and len(number) < 4:
-        liang = False  # 两 only for 2 itself and 2千 / 2万 / 2亿 (二十, 二百 stay)
+    # 两 for a lone 2 before a measure word (两个) and for a leading 2 in 2千 / 2万 / 2亿;
+    # 二十, 二百, 二月, 二楼 stay
+    measure = after[:1] in _LIANG_BEFORE and not after.startswith(_NOT_LIANG_AFTER)
+    liang = not sign and ((number == "2" and measure) or len(number.lstrip("0")) >= 4)
     return sign + read_integer(number, liang=liang)
 
 
@@ -102,6 +103,7 @@ _PHONE_WORDS = (
     "房间|车牌|航班|车次|密码|分机|座机"
 )
 _RATIO_WORDS = "比分|比例|比数|打成|战胜|击败|赢|输|胜|负|以|配比|兑|赔率|大比分|比"
+_RESULT_WORDS = "获胜|战胜|取胜|击败|胜出|落败|告负|赢|输|战平|逆转|的比分"
 
 _UNITS = {
     "km/h": "公里每小时", "m/s": "米每秒", "km²": "平方公里", "km2": "平方公里", "m²": "平方米",
@@ -209,7 +211,7 @@ def _percent_range(match):
 
 
 def _percent(match):
-    sign = "负" if match.group(1) else ""
+    sign = {"-": "负", "−": "负", "+": "正"}.get(match.group(1), "")
     share = "千分之" if match.group(3) == "‰" else "百分之"
     return sign + share + read_decimal(match.group(2))
 
@@ -220,6 +222,12 @@ def _fraction(match):
 
 def _range(match):
     a, b, after = match.group(1), match.group(2), match.group(3)
+    before = match.string[max(0, match.start() - 4):match.start()]
+    rest = match.string[match.end() - len(after):match.end() + 2]
+    if all(re.fullmatch(r"(19|20)\d\d", n) for n in (a, b)) and a < b:
+        return f"{read_digits(a)}到{read_digits(b)}{after}"  # years: 2023-2024
+    if re.search(f"({_RATIO_WORDS})\\s*$", before) or re.match(_RESULT_WORDS, rest):
+        return f"{read_number(a)}比{read_number(b)}{after}"  # a score: 3-2获胜
     return f"{read_number(a)}到{read_number(b, after)}{after}"
 
 
@@ -257,7 +265,7 @@ def _plain_number(match):
     if len(digits) > 1 and digits[0] == "0" and "." not in digits:
         return read_digits(digits)  # codes like 007, 0571
     before = match.string[max(0, match.start() - 1):match.start()]
-    if before == "第":
+    if before in ("第", "、"):  # ranks and enumerations keep 二: 第1、2名
         return read_number(number)
     return read_number(number, after)
 
@@ -291,7 +299,8 @@ RULES = [
     (re.compile(r"(?<![A-Za-z])No\.\s?(?=\d)"), lambda m: "第"),
     # phone numbers and codes are read digit by digit
     (re.compile(r"(?<![\d.])(?:\+?(86)[- ]?)?(1[3-9]\d[- ]?\d{4}[- ]?\d{4})(?![\d.])"), _phone),
-    (re.compile(r"(?<![\d.])(?:0\d{2,3}-\d{7,8}|[48]00-?\d{3}-?\d{4})(?![\d.])"), _digits_with_yao),
+    (re.compile(r"(?<![\d.])(?:\(?0\d{2,3}[-)]\s?\d{7,8}|[48]00-?\d{3}-?\d{4})(?![\d.])"), _digits_with_yao),
+    (re.compile(r"(?<=打|拨)(?:1[12]\d|9[56]\d{3}|12\d{3})(?![\d分个次元块下])"), _digits_with_yao),  # 110, 95555
     (re.compile(rf"((?:{_PHONE_WORDS})[是为:：\s]*)(\d[\d -]*\d{{2}})"), _keyword_code),
     # dates and years
     (re.compile(r"(?<!\d)(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?!\d)"), _date),
@@ -300,6 +309,7 @@ RULES = [
      _year),
     (re.compile(r"['’](\d{2})年"), _year),
     (re.compile(r"(?<=\d[日号月年天点时分秒])\s?[-~～—–]\s?(?=\d)"), lambda m: "到"),
+    (re.compile(r"(?<=\d:\d\d)\s?[-~～—–]\s?(?=\d{1,2}:\d\d)"), lambda m: "到"),  # 12:00-14:00
     # clock times vs ratios and scores (比分2:1)
     (re.compile(r"(?<!\d)(\d{1,2}):(\d{1,2})(?::(\d{1,2}))?(?!\d)"), _time_or_ratio),
     (re.compile(r"(?<!\d)(\d+):(\d+)(?!\d)"), lambda m: f"{read_number(m.group(1))}比{read_number(m.group(2))}"),
@@ -308,7 +318,7 @@ RULES = [
     (re.compile(rf"((?:零下|(?<![\d.])[-−])?\s?{NUM})(?:\s?[-~～至到]\s?((?:零下|[-−])?{NUM}))?\s?(℃|℉|°\s?[CF]|度C)"),
      _temperature),
     (re.compile(rf"({NUM})%?\s?[-~～至到]\s?({NUM})%"), _percent_range),
-    (re.compile(rf"([-−])?({NUM})\s?([%‰])"), _percent),
+    (re.compile(rf"([-−+])?({NUM})\s?([%‰])"), _percent),
     # numbers (and ranges) with a unit symbol
     (re.compile(rf"(?<![A-Za-z])({NUM})(?:\s?[-~～至到]\s?({NUM}))?\s?({_UNIT_RE})(?![A-Za-z²³\d])"), _unit),
     # arithmetic, products, fractions, ranges
@@ -320,6 +330,7 @@ RULES = [
     (re.compile(r"(?<![\d.])\d+(?:\.\d+){2,}(?![\d.])"), _version),
     # signs and plain numbers
     (re.compile(rf"(^|[^\w)）])[-−]({NUM})"), _negative),
+    (re.compile(rf"(^|[^\w)）])\+(?={NUM})"), lambda m: m.group(1) + "正"),
     (re.compile(r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"), _plain_number),
 ]
 
