@@ -293,6 +293,10 @@ RULES = [
     # addresses first: everything in them is spelled
     (re.compile(r"(?:[a-zA-Z]+://|www\.)[\w./?=&%#~+:-]+[\w/]"), _url),
     (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), lambda m: _spell_address(m.group(0))),
+    # dots inside Latin text: node.js -> node点js, U.S.A. -> USA
+    (re.compile(r"(?<=[a-z])\.(?=[a-z])"), lambda m: "点"),
+    (re.compile(r"(?<![A-Za-z])(?:[A-Z]\.){2,}"), lambda m: m.group(0).replace(".", "")),
+    (re.compile(r"(?<![A-Za-z])(Mr|Mrs|Ms|Dr|St|Prof|Jr|Inc|Ltd|Co|vs)\."), lambda m: m.group(1) + " "),
     # letter-digit joins: COVID-19, K-pop, 1st, No.1
     (re.compile(r"(?<=[A-Za-z])-(?=[A-Za-z\d])"), lambda m: " "),
     (re.compile(r"(?<![A-Za-z])(\d+)(?:st|nd|rd|th)(?![A-Za-z])"), lambda m: "第" + read_integer(m.group(1))),
@@ -362,7 +366,7 @@ def _symbols_and_punctuation(text):
         # anything else (emoji, other scripts, box drawing...) has no reading: dropped
     text = "".join(out)
     # spaces only matter between Latin words; runs of pauses collapse to the strongest one
-    text = re.sub(r"(?<![A-Za-z]) +| +(?![A-Za-z])", "", text)
+    text = re.sub(r"(?<![A-Za-z]) +| +(?![A-Za-z])", "", re.sub(" {2,}", " ", text))
     text = re.sub(r"[，、；：…]*([。！？])[，、；：…。！？]*", r"\1", text)
     text = re.sub(r"([，、；：…])[，、；：…]+", r"\1", text)
     return text.lstrip("，、；：…。！？")
