@@ -249,7 +249,8 @@ def _fix_de(word, prev, nxt):
         if i > 0:
             # inside a word: V得 is a complement (说得对, 跑得) unless X得 is itself a common word,
             # read as the dictionary says (取得成功, 心得); 不得 keeps its de2 (不得不)
-            if word.text[i - 1] != "不" and _word_frequency(word.text[i - 1:i + 1]) < 10:
+            pair = word.text[i - 1:i + 1]
+            if pair in _NEUTRAL_DE or (pair[0] != "不" and _word_frequency(pair) < 10):
                 word.syllables[i] = "de5"
         elif _tagged(prev, "v", "a") or (prev and prev.text[-1] in _VERB_CHARS):
             word.syllables[i] = "de5"
@@ -265,6 +266,8 @@ def _word_frequency(text):
     return _segmenter().dt.FREQ.get(text, 0)
 
 
+# common words whose 得 is neutral although jieba knows them well (取得, 获得, 难得 keep de2)
+_NEUTRAL_DE = set("变得 显得 懂得 晓得 使得 免得 省得 舍得 落得 弄得 搞得 闹得 觉得 记得 认得 值得 怪得 乐得".split())
 # characters that are verbs or adjectives on their own, when jieba tags the word before 得 otherwise
 _VERB_CHARS = set("跑说写做长唱画走跳睡吃玩学干来去哭笑看听讲打飞忙累饿冷热高低快慢好坏多少大小")
 # after these, a bare 得 is 'get' (得了, 得到, 得不到, 得一百分), not 'must'
