@@ -27,6 +27,20 @@ def main(argv=None):
         cmd = commands.add_parser(name, help=help_)
         cmd.add_argument("text", nargs="?", help="text; '-' or nothing reads stdin")
 
+    synth = commands.add_parser("synth", help="synthesize text to a WAV file and print the request's stats")
+    synth.add_argument("text", nargs="?", help="text; '-' or nothing reads stdin (or use -f)")
+    synth.add_argument("-f", "--file", help="read the text from this UTF-8 file")
+    synth.add_argument("-o", "--output", required=True, help="WAV file to write")
+    synth.add_argument("--voice", help="voice name (default: the first installed voice)")
+    synth.add_argument("--emotion", help="emotion of the voice (default: neutral)")
+    synth.add_argument("--profile", help="hardware profile (default: chosen for this machine)")
+    synth.add_argument("--model-dir", help="a ModelScope Sambert-HiFiGAN model directory")
+    synth.add_argument("--device", help="run every model on this device (cpu, cuda)")
+    synth.add_argument("--speed", type=float, default=1.0)
+    synth.add_argument("--pitch", type=float, default=0.0)
+    synth.add_argument("--energy", type=float, default=1.0)
+    synth.add_argument("--srt", help="also write subtitles (SRT) to this file")
+
     args = parser.parse_args(argv)
 
     if args.command in ("normalize", "g2p", "units"):
@@ -43,6 +57,21 @@ def main(argv=None):
                     print(" ".join(sentence.units))
         except frontend.FrontendError as err:
             parser.exit(2, f"error: {err}\n")
+    if args.command == "synth":
+        import logging
+
+        from sambert.engine import synth_to_file
+        from sambert.voices import VoiceError
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        try:
+            text = open(args.file, encoding="utf-8").read() if args.file else _read_text(args.text)
+            result = synth_to_file(text, args.output, voice=args.voice, emotion=args.emotion,
+                                   profile=args.profile, model_dir=args.model_dir, device=args.device,
+                                   srt=args.srt, speed=args.speed, pitch=args.pitch, energy=args.energy)
+        except (ValueError, OSError, VoiceError) as err:
+            parser.exit(2, f"error: {err}\n")
+        print(f"wrote {args.output}: {result.stats.summary()}")
     return 0
 
 
