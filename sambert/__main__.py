@@ -27,6 +27,10 @@ def main(argv=None):
         cmd = commands.add_parser(name, help=help_)
         cmd.add_argument("text", nargs="?", help="text; '-' or nothing reads stdin")
 
+    voices_cmd = commands.add_parser("voices", help="list the installed voices (name, sample rate, speakers, emotions)")
+    voices_cmd.add_argument("--model-dir", help="a ModelScope Sambert-HiFiGAN model directory "
+                            "(default: $SAMBERT_MODEL_DIR, else the bundled voices)")
+
     synth = commands.add_parser("synth", help="synthesize text to a WAV file and print the request's stats")
     synth.add_argument("text", nargs="?", help="text; '-' or nothing reads stdin (or use -f)")
     synth.add_argument("-f", "--file", help="read the text from this UTF-8 file")
@@ -57,6 +61,19 @@ def main(argv=None):
                     print(" ".join(sentence.units))
         except frontend.FrontendError as err:
             parser.exit(2, f"error: {err}\n")
+    if args.command == "voices":
+        from sambert.voices import VoiceError, find_voices
+
+        try:
+            found = find_voices(args.model_dir)
+        except VoiceError as err:
+            parser.exit(2, f"error: {err}\n")
+        if not found:
+            parser.exit(1, "no voices installed: pass --model-dir DIR (a ModelScope Sambert-HiFiGAN model) "
+                           "or set SAMBERT_MODEL_DIR\n")
+        for v in found:
+            print(f"{v.name}\t{v.display_name}\t{v.sample_rate} Hz\tspeakers: {', '.join(v.speakers)}"
+                  f"\temotions: {', '.join(v.emotions)}")
     if args.command == "synth":
         import logging
 
