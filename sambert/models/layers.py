@@ -58,7 +58,9 @@ def attend(q, k, v, blocked=None, dropout=0.0):
     weights = torch.softmax(scores, dim=-1)
     if blocked is not None:
         weights = weights.masked_fill(blocked, 0.0)
-    return F.dropout(weights, dropout, weights.requires_grad) @ v
+    if dropout:
+        weights = F.dropout(weights, dropout)
+    return weights @ v
 
 
 class MultiHeadSelfAttention(nn.Module):

@@ -86,10 +86,10 @@ class PositionTable(nn.Module):
 
 
 class FFTBlock(nn.Module):
-    def __init__(self, d_in, n_head, d_model, d_inner, kernel_sizes, dropout):
+    def __init__(self, d_in, n_head, d_model, d_inner, kernel_sizes, dropout, attention_dropout, relu_dropout):
         super().__init__()
-        self.slf_attn = MultiHeadSelfAttention(d_in, n_head, d_model, dropout, dropout)
-        self.pos_ffn = ConvFeedForward(d_model, d_inner, kernel_sizes, dropout, dropout)
+        self.slf_attn = MultiHeadSelfAttention(d_in, n_head, d_model, dropout, attention_dropout)
+        self.pos_ffn = ConvFeedForward(d_model, d_inner, kernel_sizes, dropout, relu_dropout)
 
     def forward(self, x, pad=None):
         return self.pos_ffn(self.slf_attn(x, pad), pad)
@@ -104,7 +104,8 @@ class SelfAttentionEncoder(nn.Module):
         self.dropout = nn.Dropout(p.get("encoder_dropout", 0.1))
         self.fft = nn.ModuleList(
             FFTBlock(d_emb if i == 0 else d_model, p["encoder_num_heads"], d_model, p["encoder_ffn_inner_dim"],
-                     (3, 1), p.get("encoder_dropout", 0.1))
+                     (3, 1), p.get("encoder_dropout", 0.1), p.get("encoder_attention_dropout", 0.1),
+                     p.get("encoder_relu_dropout", 0.1))
             for i in range(p["encoder_num_layers"])
         )
         self.ln = nn.LayerNorm(d_model, eps=LN_EPS)
@@ -238,7 +239,7 @@ def band_masks(n_steps, x_band, h_band, valid_steps):
 class PncaAttention(nn.Module):
     """Decoder attention: to its own past steps (x) and to the frame memory (h), summed."""
 
-    def __init__(self, d_model, d_memory, n_head, dropout):
+    def __init__(self, d_model, d_memory, n_head, dropout, attention_dropout):
         super().__init__()
         self.n_head = n_head
         self.layer_norm = nn.LayerNorm(d_model, eps=LN_EPS)
@@ -247,7 +248,7 @@ class PncaAttention(nn.Module):
         self.w_h_kv = nn.Linear(d_memory, 2 * d_model)
         self.fc_h = nn.Linear(d_model, d_model)
         self.dropout = nn.Dropout(dropout)
-        self.attention_dropout = dropout
+        self.attention_dropout = attention_dropout
 
     def memory_kv(self, memory):
         """Keys and values of the memory, [B, H, S, D] each (the memory is not layer-normed)."""
@@ -268,10 +269,10 @@ class PncaAttention(nn.Module):
 
 
 class PncaBlock(nn.Module):
-    def __init__(self, d_model, d_memory, n_head, d_inner, dropout):
+    def __init__(self, d_model, d_memory, n_head, d_inner, dropout, attention_dropout, relu_dropout):
         super().__init__()
-        self.pnca_attn = PncaAttention(d_model, d_memory, n_head, dropout)
-        self.pos_ffn = ConvFeedForward(d_model, d_inner, (1, 1), dropout, dropout)
+        self.pnca_attn = PncaAttention(d_model, d_memory, n_head, dropout, attention_dropout)
+        self.pos_ffn = ConvFeedForward(d_model, d_inner, (1, 1), dropout, relu_dropout)
 
     def forward(self, x, memory_kv, x_blocked=None, h_blocked=None, cache=None, pad=None):
         return self.pos_ffn(self.pnca_attn(x, memory_kv, x_blocked, h_blocked, cache), pad)
@@ -288,7 +289,8 @@ class PncaDecoder(nn.Module):
         self.dec_in_proj = nn.Linear(d_memory + d_model, d_model)
         self.pnca = nn.ModuleList(
             PncaBlock(d_model, d_memory, p["decoder_num_heads"], p["decoder_ffn_inner_dim"],
-                      p.get("decoder_dropout", 0.1))
+                      p.get("decoder_dropout", 0.1), p.get("decoder_attention_dropout", 0.1),
+                      p.get("decoder_relu_dropout", 0.1))
             for _ in range(p["decoder_num_layers"])
         )
         self.ln = nn.LayerNorm(d_model, eps=LN_EPS)
