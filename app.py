@@ -1,0 +1,201 @@
+"""The web page: type Chinese text, hear it while it is synthesized, download the WAV and subtitles.
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--model-dir DIR] [--profile P]
+
+One process serves the Gradio UI at / and the HTTP API (/v1/audio/speech, /v1/voices, /healthz,
+/metrics; see sambert/server/api.py). Host and port also come from GRADIO_SERVER_NAME/PORT, the
+voices from SAMBERT_MODEL_DIR, optional login from SAMBERT_AUTH=user:pass.
+"""
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import soundfile  # noqa: E402
+
+from sambert.server import Service, auth_from_env  # noqa: E402
+from sambert.server.limiter import Busy  # noqa: E402
+from sambert.server.service import EMOTION_NAMES  # noqa: E402
+from sambert.timings import to_srt  # noqa: E402
+
+OUTPUT_DIR = Path(os.environ.get("GRADIO_TEMP_DIR", tempfile.gettempdir())) / "sambert-output"
+KEEP_OUTPUT_SECONDS = 3600
+STREAM_SECONDS = 0.5  # after the first chunk (sent at once), gather at least this much audio per update
+EXAMPLES = [
+    "欢迎使用语音合成服务，输入中文文本即可听到自然流畅的朗读。",
+    "今天是2024年3月15日，北京气温12℃，空气质量良好。",
+    "人工智能正在改变我们的生活：从手机里的语音助手，到路上的自动驾驶汽车。",
+]
+
+
+def build_ui(service):
+    engine = service.engine
+    voices = service.voices()
+    limit = engine.profile.max_text_length
+
+    def emotion_choices(voice_name):
+        voice = next((v for v in voices if v["name"] == voice_name), voices[0])
+        return [(f"{EMOTION_NAMES.get(e, e)} {e}", e) for e in voice["emotions"]]
+
+    def run(endpoint, text, voice, emotion, reference_audio, speed, pitch, volume, progress, stream):
+        """Synthesize, writing the WAV as it comes; yields (sample rate, int16) pieces when `stream`;
+        returns (wav path, srt path, status line)."""
+        try:
+            job = service.open(endpoint, text, voice=voice, emotion=emotion, reference_audio=reference_audio or None,
+                               speed=speed, pitch=pitch, volume=volume)
+        except Busy as err:
+            raise gr.Error(f"服务器繁忙，请稍后再试。{err}") from None
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
+        wav_path = _output_path(".wav")
+        expected = max(1, sum(text.count(mark) for mark in "。！？!?；;\n"))  # rough sentence count, for progress
+        pending = []
+        with job, soundfile.SoundFile(str(wav_path), "w", job.sample_rate, 1, "PCM_16") as wav:
+            for chunk in job:
+                wav.write(chunk)
+                pending.append(chunk)
+                if stream and (job.stats.audio_seconds == len(chunk) / job.sample_rate
+                               or sum(map(len, pending)) >= STREAM_SECONDS * job.sample_rate):
+                    yield job.sample_rate, _int16(pending)
+                    pending = []
+                progress((min(job.stats.sentences, expected), expected), desc="合成中", unit="句")
+            if stream and pending:
+                yield job.sample_rate, _int16(pending)
+        synthesis = job.synthesis
+        srt_path = wav_path.with_suffix(".srt")
+        srt_path.write_text(to_srt(synthesis.sentences, synthesis.words_by_sentence), encoding="utf-8")
+        return str(wav_path), str(srt_path), _status(engine, job.stats)
+
+    def speak(text, voice, emotion, reference_audio, speed, pitch, volume, progress=gr.Progress()):
+        pieces = run("ui", text, voice, emotion, reference_audio, speed, pitch, volume, progress, stream=True)
+        try:
+            while True:
+                yield next(pieces), gr.skip(), gr.skip(), gr.skip()
+        except StopIteration as done:
+            yield gr.skip(), *done.value
+        finally:
+            pieces.close()  # a page closed mid-stream: stop synthesizing and free the slot now
+
+    def synthesize(text, voice, emotion, reference_audio, speed, pitch, volume, progress=gr.Progress()):
+        pieces = run("ui", text, voice, emotion, reference_audio, speed, pitch, volume, progress, stream=False)
+        try:
+            next(pieces)
+        except StopIteration as done:
+            return done.value
+
+    with gr.Blocks(title="Sambert 中文语音合成", delete_cache=(KEEP_OUTPUT_SECONDS, KEEP_OUTPUT_SECONDS)) as demo:
+        gr.Markdown("## Sambert 中文语音合成\n输入中文文本，边合成边播放；完成后可下载 WAV 和 SRT 字幕。")
+        with gr.Row():
+            with gr.Column(scale=3):
+                text = gr.Textbox(label="文本", lines=6, max_length=limit, elem_id="text",
+                                  placeholder="请输入要朗读的中文文本……")
+                counter = gr.Markdown(f"0 / {limit} 字", elem_id="counter")
+                with gr.Row():
+                    voice = gr.Dropdown([(v["display_name"], v["name"]) for v in voices], value=voices[0]["name"],
+                                        label="音色", elem_id="voice")
+                    emotion = gr.Dropdown(emotion_choices(voices[0]["name"]), value="neutral", label="情感",
+                                          elem_id="emotion")
+                reference_audio = gr.Audio(sources=["upload", "microphone"], type="filepath",
+                                           label="情感参考音频（可选：按其音高、能量、语速调整合成）")
+                with gr.Row():
+                    speed = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="语速")
+                    pitch = gr.Slider(-3.0, 3.0, value=0.0, step=0.1, label="音高")
+                    volume = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="音量")
+                button = gr.Button("合成", variant="primary", elem_id="speak")
+            with gr.Column(scale=2):
+                stream_out = gr.Audio(label="实时播放", streaming=True, autoplay=True, elem_id="stream")
+                full_out = gr.Audio(label="完整音频 (WAV)", type="filepath", buttons=["download"], elem_id="full")
+                srt_out = gr.File(label="字幕 (SRT)")
+                status = gr.Markdown(_status(engine), elem_id="status")
+        gr.Examples([[e] for e in EXAMPLES], inputs=[text])
+
+        inputs = [text, voice, emotion, reference_audio, speed, pitch, volume]
+        text.input(None, text, counter, js=f"(t) => `${{[...t].length}} / {limit} 字`")
+        voice.change(lambda v: gr.Dropdown(choices=emotion_choices(v), value="neutral"), voice, emotion,
+                     api_visibility="private", queue=False)
+        button.click(speak, inputs, [stream_out, full_out, srt_out, status], api_name="speak",
+                     concurrency_id="engine")
+        # The same synthesis without streaming, returning the WAV file: for gradio_client and scripts.
+        gr.Button(visible=False).click(synthesize, inputs, [full_out, srt_out, status], api_name="synthesize",
+                                       concurrency_id="engine")
+    return demo
+
+
+def create_app(service, max_queue):
+    from sambert.server.api import create_api
+
+    demo = build_ui(service)
+    demo.queue(default_concurrency_limit=service.limiter.concurrency, max_size=max_queue)
+    return gr.mount_gradio_app(create_api(service), demo, path="/", auth=service.auth,
+                               allowed_paths=[str(OUTPUT_DIR)], max_file_size="20mb", footer_links=["api"])
+
+
+def _status(engine, stats=None):
+    profile = engine.profile
+    line = f"**设备** {stats.device if stats else engine.describe().split('; ', 1)[1]} · **配置** {profile.name}（{profile.reason}）"
+    if stats is None:
+        return line
+    ttfa = f"{stats.time_to_first_audio * 1000:.0f} ms" if stats.time_to_first_audio is not None else "-"
+    rtf = f"{stats.real_time_factor:.3f}" if stats.real_time_factor is not None else "-"
+    line += (f" · **首音** {ttfa} · **RTF** {rtf} · **时长** {stats.audio_seconds:.1f} s"
+             f" · **峰值内存** {stats.peak_memory_bytes / 2**20:.0f} MiB ({stats.peak_memory_kind})")
+    return line + "".join(f" · {f}" for f in stats.fallbacks)
+
+
+def _int16(chunks):
+    return (np.clip(np.concatenate(chunks), -1, 1) * 32767).astype(np.int16)
+
+
+def _output_path(suffix):
+    """A fresh file in OUTPUT_DIR; files older than KEEP_OUTPUT_SECONDS are removed on the way."""
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - KEEP_OUTPUT_SECONDS
+    for old in OUTPUT_DIR.iterdir():
+        try:
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+        except OSError:
+            pass  # removed by another request meanwhile
+    fd, name = tempfile.mkstemp(suffix=suffix, prefix="sambert-", dir=OUTPUT_DIR)
+    os.close(fd)
+    return Path(name)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Sambert TTS: web UI and HTTP API in one server")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--model-dir", default=os.environ.get("SAMBERT_MODEL_DIR"),
+                        help="a ModelScope Sambert-HiFiGAN model directory (default: the bundled voices)")
+    parser.add_argument("--profile", help="hardware profile (default: $SAMBERT_PROFILE or chosen for this machine)")
+    parser.add_argument("--device", help="run every model on this device (cpu, cuda)")
+    parser.add_argument("--max-queue", type=int, default=int(os.environ.get("SAMBERT_MAX_QUEUE", "16")),
+                        help="requests that may wait for a synthesis slot before new ones are refused")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import uvicorn
+
+    from sambert.engine import Engine
+    from sambert.voices import VoiceError
+
+    try:
+        auth = auth_from_env()
+        engine = Engine(profile=args.profile, model_dir=args.model_dir, device=args.device)
+    except (ValueError, VoiceError) as err:
+        parser.exit(2, f"error: {err}\n")
+    service = Service(engine, max_waiting=args.max_queue, auth=auth)
+    app = create_app(service, args.max_queue)
+    print(f"sambert serving on http://{args.host}:{args.port} ({engine.describe()})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5)
+
+
+if __name__ == "__main__":
+    main()

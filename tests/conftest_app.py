@@ -1,0 +1,125 @@
+"""The app server for the serving tests: started once per test session, in a subprocess, on a free port.
+
+Import the fixture in a test module (`from conftest_app import app_server  # noqa: F401`); every module
+gets the same process. Voice: the bundled default voice when one is installed, else a ModelScope-layout
+directory built from the small KAN-TTS reference fixture (random weights: noise-like, never silent),
+else the tests are skipped. SAMBERT_TEST_MODEL_DIR picks a model directory explicitly.
+"""
+
+import atexit
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT.parent / "shared" / "fixtures" / "kantts_16k_small.pt"
+ARTIFACTS = ROOT / "artifacts"
+START_TIMEOUT = 240
+
+_server = None
+
+
+@dataclass
+class AppServer:
+    url: str
+    port: int
+    voices: list  # /v1/voices "data"
+    log: Path
+    process: subprocess.Popen
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build_fixture_voice(root):
+    """A one-voice ModelScope directory with the reference fixture's weights (configs as ModelScope ships)."""
+    import torch
+    import yaml
+
+    ref = torch.load(FIXTURE, weights_only=False)
+    voice = root / "voices" / "zhitian_emo"
+    vocab = ("sy", "tone", "syllable_flag", "word_segment", "emotion", "speaker")
+    params = {k: v for k, v in ref["sambert_params"].items() if k not in vocab}
+    for sub in ("am/ckpt", "voc/ckpt"):
+        (voice / sub).mkdir(parents=True)
+    (voice / "am" / "config.yaml").write_text(yaml.safe_dump(
+        {"Model": {"KanTtsSAMBERT": {"params": params}}, "linguistic_unit": ref["linguistic_unit"]}))
+    (voice / "voc" / "config.yaml").write_text(yaml.safe_dump({"Model": {"Generator": {"params": ref["hifigan_params"]}}}))
+    (voice / "audio_config.yaml").write_text(yaml.safe_dump({"audio_config": {
+        "sampling_rate": 16000, "hop_length": 200, "win_length": 1000, "n_fft": 2048, "n_mels": 80,
+        "fmin": 0, "fmax": 8000, "norm_type": "mean_std"}}))
+    torch.save({"model": ref["sambert_state_dict"]}, voice / "am" / "ckpt" / "checkpoint_1.pth")
+    torch.save({"model": {"generator": ref["hifigan_state_dict"]}}, voice / "voc" / "ckpt" / "checkpoint_1.pth")
+    (root / "voices" / "voices.json").write_text(json.dumps({"voices": ["zhitian_emo"]}))
+    return root
+
+
+def _model_dir_args(workdir):
+    if os.environ.get("SAMBERT_TEST_MODEL_DIR"):
+        return ["--model-dir", os.environ["SAMBERT_TEST_MODEL_DIR"]]
+    if any((ROOT / "assets" / "voices").glob("*/voice.yaml")):
+        return []  # the bundled default voice
+    if FIXTURE.is_file():
+        return ["--model-dir", str(build_fixture_voice(workdir / "model"))]
+    pytest.skip("no voice to serve: no bundled voice in assets/voices and no ../shared/fixtures")
+
+
+def _start():
+    workdir = Path(tempfile.mkdtemp(prefix="sambert-app-test-"))
+    port = free_port()
+    env = dict(os.environ, GRADIO_TEMP_DIR=str(workdir / "gradio"), GRADIO_ANALYTICS_ENABLED="False",
+               OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.pop("SAMBERT_AUTH", None)
+    env.pop("SAMBERT_MODEL_DIR", None)
+    env.setdefault("SAMBERT_PROFILE", "cpu")
+    log = workdir / "server.log"
+    cmd = [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port), "--max-queue", "4",
+           *_model_dir_args(workdir)]
+    process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    atexit.register(_stop, process)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"app server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/v1/voices", timeout=5) as r:
+                voices = json.load(r)["data"]
+            # Gradio's routes come up with the app; make sure the page answers too.
+            with urllib.request.urlopen(url + "/", timeout=5):
+                pass
+            return AppServer(url, port, voices, log, process)
+        except OSError:
+            time.sleep(0.5)
+    _stop(process)
+    pytest.fail(f"app server did not answer within {START_TIMEOUT} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(process):
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def app_server():
+    global _server
+    if _server is None or _server.process.poll() is not None:
+        _server = _start()
+    return _server
