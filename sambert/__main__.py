@@ -45,6 +45,12 @@ def main(argv=None):
     synth.add_argument("--energy", type=float, default=1.0)
     synth.add_argument("--srt", help="also write subtitles (SRT) to this file")
 
+    share_cmd = commands.add_parser("share", help="a temporary public HTTPS link to the running app (localtunnel); "
+                                    "needs SAMBERT_AUTH=user:password, set for the app too")
+    share_cmd.add_argument("--port", type=int, help="the app's port (default: $GRADIO_SERVER_PORT or 7860)")
+    share_cmd.add_argument("--subdomain", help="ask localtunnel for this subdomain")
+    share_cmd.add_argument("--tunnel-host", help="localtunnel server (default: https://localtunnel.me)")
+
     args = parser.parse_args(argv)
 
     if args.command in ("normalize", "g2p", "units"):
@@ -89,6 +95,13 @@ def main(argv=None):
         except (ValueError, OSError, VoiceError) as err:
             parser.exit(2, f"error: {err}\n")
         print(f"wrote {args.output}: {result.stats.summary()}")
+    if args.command == "share":
+        from sambert.server.share import ShareError, share
+
+        try:
+            return share(args.port, args.subdomain, args.tunnel_host)
+        except ShareError as err:
+            parser.exit(2, f"error: {err}\n")
     return 0
 
 

@@ -7,6 +7,7 @@ else the tests are skipped. SAMBERT_TEST_MODEL_DIR picks a model directory expli
 """
 
 import atexit
+import base64
 import json
 import os
 import socket
@@ -76,7 +77,8 @@ def _model_dir_args(workdir):
     pytest.skip("no voice to serve: no bundled voice in assets/voices and no ../shared/fixtures")
 
 
-def _start():
+def start_server(extra_env=None):
+    """A fresh app server process (stop it with stop_server); the session fixture shares one."""
     workdir = Path(tempfile.mkdtemp(prefix="sambert-app-test-"))
     port = free_port()
     env = dict(os.environ, GRADIO_TEMP_DIR=str(workdir / "gradio"), GRADIO_ANALYTICS_ENABLED="False",
@@ -84,18 +86,21 @@ def _start():
     env.pop("SAMBERT_AUTH", None)
     env.pop("SAMBERT_MODEL_DIR", None)
     env.setdefault("SAMBERT_PROFILE", "cpu")
+    env.update(extra_env or {})
+    auth = env.get("SAMBERT_AUTH")
+    headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
     log = workdir / "server.log"
     cmd = [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port), "--max-queue", "4",
            *_model_dir_args(workdir)]
     process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    atexit.register(_stop, process)
+    atexit.register(stop_server, process)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"app server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(f"{url}/v1/voices", timeout=5) as r:
+            with urllib.request.urlopen(urllib.request.Request(f"{url}/v1/voices", headers=headers), timeout=5) as r:
                 voices = json.load(r)["data"]
             # Gradio's routes come up with the app; make sure the page answers too.
             with urllib.request.urlopen(url + "/", timeout=5):
@@ -103,11 +108,11 @@ def _start():
             return AppServer(url, port, voices, log, process)
         except OSError:
             time.sleep(0.5)
-    _stop(process)
+    stop_server(process)
     pytest.fail(f"app server did not answer within {START_TIMEOUT} s:\n{log.read_text()[-3000:]}")
 
 
-def _stop(process):
+def stop_server(process):
     if process.poll() is None:
         process.terminate()
         try:
@@ -121,5 +126,5 @@ def _stop(process):
 def app_server():
     global _server
     if _server is None or _server.process.poll() is not None:
-        _server = _start()
+        _server = start_server()
     return _server
