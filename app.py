@@ -117,7 +117,7 @@ def build_ui(service):
         gr.Examples([[e] for e in EXAMPLES], inputs=[text])
 
         inputs = [text, voice, emotion, reference_audio, speed, pitch, volume]
-        text.input(None, text, counter, js=f"(t) => `${{[...t].length}} / {limit} 字`")
+        text.change(None, text, counter, js=f"(t) => `${{[...t].length}} / {limit} 字`")
         voice.change(lambda v: gr.Dropdown(choices=emotion_choices(v), value="neutral"), voice, emotion,
                      api_visibility="private", queue=False)
         button.click(speak, inputs, [stream_out, full_out, srt_out, status], api_name="speak",

@@ -1,0 +1,58 @@
+"""A real headless Chromium uses the page: types Chinese text, picks a voice, clicks, and the streamed
+audio element plays. Prints the browser's time to first sound; keeps a screenshot in artifacts/."""
+
+import os
+import shutil
+import time
+
+import pytest
+
+from conftest_app import ARTIFACTS, app_server  # noqa: F401
+
+CHROMIUM = os.environ.get("SAMBERT_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+TEXT = "欢迎使用语音合成服务。今天天气很好，我们一起去公园散步吧。"
+
+pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt install chromium)")
+
+
+@pytest.fixture(scope="module")
+def page(app_server):  # noqa: F811
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        page.goto(app_server.url, wait_until="networkidle", timeout=60_000)
+        yield page
+        browser.close()
+
+
+def test_typed_chinese_text_is_spoken_by_the_page(page, app_server):  # noqa: F811
+    voice = app_server.voices[0]
+    expect = pytest.importorskip("playwright.sync_api").expect
+    page.locator("#text textarea").press_sequentially(TEXT)  # typed, as a user would (input events)
+    expect(page.locator("#counter")).to_contain_text(f"{len(TEXT)} /")
+    page.locator("#voice input").click()
+    page.get_by_role("option", name=voice["display_name"]).click()
+    assert page.locator("#voice input").input_value() == voice["display_name"]
+
+    clicked = time.perf_counter()
+    page.locator("#speak").click()
+    audio = page.locator("#stream audio")
+    audio.wait_for(state="attached", timeout=60_000)
+    # Playing: time advances on the element that streams the synthesis.
+    page.wait_for_function("""() => {
+        const a = document.querySelector('#stream audio');
+        return a && !a.paused && a.currentTime > 0.05;
+    }""", timeout=60_000, polling=20)
+    first_sound = time.perf_counter() - clicked
+    state = audio.evaluate("a => ({time: a.currentTime, paused: a.paused, error: a.error && a.error.code})")
+    assert state["error"] is None and not state["paused"]
+    print(f"\nbrowser time to first sound: {first_sound * 1000:.0f} ms (click -> <audio> playing)")
+
+    # The complete WAV and the status line arrive when synthesis ends.
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('RTF')", timeout=120_000)
+    assert "首音" in page.locator("#status").inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser_speak.png"), full_page=True)
