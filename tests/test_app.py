@@ -228,3 +228,34 @@ def test_concurrent_requests_all_complete(app_server):  # noqa: F811
     for t in threads:
         t.join(120)
     assert len(results) == 3 and min(results) > 1000
+
+
+# ---- the shared admission limit (real threads) --------------------------------------------------------
+
+
+def test_limiter_admits_up_to_its_limit_queues_the_next_and_refuses_beyond():
+    from sambert.server.limiter import Busy, Limiter
+
+    limiter = Limiter(concurrency=2, max_waiting=1)
+    first, second = limiter.acquire(), limiter.acquire()
+    admitted = []
+    waiter = threading.Thread(target=lambda: admitted.append(limiter.acquire()))
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while limiter.waiting != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert limiter.waiting == 1 and not admitted
+    with pytest.raises(Busy, match="2 requests running and 1 waiting"):
+        limiter.acquire()
+    first.release()
+    first.release()  # idempotent: a second release must not free someone else's slot
+    waiter.join(5)
+    assert len(admitted) == 1 and limiter.active == 2 and limiter.waiting == 0
+    busy = Limiter(concurrency=1, max_waiting=5)
+    busy.acquire()
+    with pytest.raises(Busy, match="within 0.05 s"):
+        busy.acquire(timeout=0.05)
+    assert busy.waiting == 0  # a waiter that gave up leaves the line
+    second.release()
+    admitted[0].release()
+    assert limiter.active == 0
