@@ -79,6 +79,7 @@ class Synthesis:
         self.units, self.words, self.sentences, self.words_by_sentence = [], [], [], []
         self.stats = stats
         self._busy = setup_seconds  # seconds of work so far (frontend, models), not consumer time
+        self._busy_open = True  # until the end is logged
         self._memory = PeakMemory([engine.profile.acoustic_device, engine.profile.vocoder_device])
         self._memory.reset()
         self._chunks = engine._generate(self, voice, sentences, controls)
@@ -91,9 +92,10 @@ class Synthesis:
         try:
             chunk = next(self._chunks)
         except StopIteration:
-            self._account(start)
-            self.stats.completed = True
-            log.info("synthesis done: %s", self.stats.summary())
+            if self._busy_open:
+                self._busy_open = False
+                self._account(start)
+                log.info("synthesis %s: %s", "done" if self.stats.completed else "stopped", self.stats.summary())
             raise
         except BaseException:
             self._account(start)
@@ -107,6 +109,9 @@ class Synthesis:
     def close(self):
         """Stop generating; the request's tensors (plan, caches, buffers) are released with it."""
         self._chunks.close()
+        if self._busy_open and not self.stats.completed:
+            self._busy_open = False
+            log.info("synthesis stopped by the consumer: %s", self.stats.summary())
 
     def __enter__(self):
         return self
@@ -142,7 +147,7 @@ class Engine:
         self._locks = {id(v): threading.Lock() for v in self.voices}
         self._profile_lock = threading.Lock()
         self._device_override = device
-        # Test switch: this many CUDA out-of-memory errors are raised inside the next requests' vocoder calls.
+        # Test switch: N > 0 makes the N-th vocoder call from now raise one CUDA out-of-memory error.
         self.inject_oom = int(os.environ.get("SAMBERT_INJECT_OOM", "0") or 0)
         self._place()
         log.info("engine ready: %s", self.describe())
@@ -251,6 +256,7 @@ class Engine:
             request.sentences.append(Span(sentence.text, offset, offset + samples / voice.sample_rate))
             request.stats.sentences += 1
             offset += samples / voice.sample_rate
+        request.stats.completed = True
 
     def _sentence_audio(self, request, voice, sentence, controls, offset):
         """One sentence's audio; after a CUDA out-of-memory, again with the next smaller profile,
@@ -304,7 +310,8 @@ class Engine:
     def _vocode(self, voice, mel, device, profile):
         if self.inject_oom > 0:
             with self._profile_lock:
-                inject, self.inject_oom = self.inject_oom > 0, self.inject_oom - 1
+                self.inject_oom -= 1
+                inject = self.inject_oom == 0
             if inject:
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by SAMBERT_INJECT_OOM)")
         with self._model_call(voice, device, profile):

@@ -84,3 +84,181 @@ def test_srt_cues_split_at_words():
     srt = to_srt([Span("今天天气很好。", 0, 1.6)], [words], max_chars=4)
     assert srt.splitlines()[:6] == ["1", "00:00:00,000 --> 00:00:01,000", "今天天气", "", "2",
                                     "00:00:01,000 --> 00:00:01,600"]
+
+
+# ---- the fixture voice: the small KAN-TTS SAM-BERT + causal HiFi-GAN (reference weights) -----------
+
+SPEAKERS = ["F7", "F74", "FBYN", "FRXL", "M7", "xiaoyu"]
+TEXT = "今天天气很好。我们去公园散步吧！一共三点五公里。"
+
+
+@pytest.fixture(scope="module")
+def ref():
+    if not FIXTURE.is_file():
+        pytest.skip("reference fixtures (../shared/fixtures) not available")
+    torch.set_num_threads(1)
+    return torch.load(FIXTURE, weights_only=False)
+
+
+def fixture_voice(ref):
+    from sambert.frontend.inventory import Inventory
+    from sambert.models import KanttsHifiGan, SamBert
+    from sambert.voices import Voice
+
+    acoustic = SamBert(ref["sambert_params"])
+    acoustic.load_state_dict(ref["sambert_state_dict"])
+    vocoder = KanttsHifiGan(ref["hifigan_params"])
+    vocoder.load_state_dict(ref["hifigan_state_dict"])
+    vocoder.remove_weight_norm()
+    return Voice(name="fixture", display_name="测试", sample_rate=16000, hop=200, speakers=SPEAKERS,
+                 emotions=["neutral", "happy"], inventory=Inventory(tuple(SPEAKERS)), acoustic=acoustic.eval(),
+                 vocoder=vocoder.eval(), source=FIXTURE)
+
+
+@pytest.fixture
+def engine(ref):
+    from sambert.engine import Engine
+
+    return Engine(profile="cpu", voices=[fixture_voice(ref)])
+
+
+def test_streamed_mel_equals_whole_sentence_mel(engine):
+    from sambert.engine import mel_blocks
+
+    voice = engine.voice()
+    for sentence in engine.frontend.sentences(TEXT):
+        ids = [torch.from_numpy(a)[None] for a in voice.inventory.encode(sentence.units, emotion="happy")]
+        whole = voice.acoustic.infer(*ids)["postnet_outputs"][0]
+        for block in (1, 4, 24, 1000):
+            streamed = list(mel_blocks(voice.acoustic, voice.acoustic.encode(*ids), block))
+            assert len(streamed) > 1 or block == 1000
+            assert (torch.cat(streamed) - whole).abs().max() <= 1e-4, block
+
+
+def chunked(vocoder, mel, chunk_frames, push_frames):
+    cv = ChunkedVocoder(vocoder, vocoder.hop, chunk_frames, context_of(vocoder))
+    pieces = [cv.push(mel[:, i : i + push_frames]) for i in range(0, mel.shape[1], push_frames)]
+    return torch.cat(pieces + [cv.finish()])
+
+
+def test_chunked_causal_kantts_vocoder_matches_whole(engine):
+    vocoder = engine.voice().vocoder
+    assert context_of(vocoder)[1] == 0  # causal: no lookahead
+    mel = torch.randn(80, 130, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        whole = vocoder(mel[None])[0, 0]
+        for chunk, push in ((4, 7), (16, 1), (50, 33)):
+            audio = chunked(vocoder, mel, chunk, push)
+            assert audio.shape == whole.shape
+            assert snr_db(whole, audio) >= 60, (chunk, push)
+        # too little context is audibly wrong: the test can fail
+        short = ChunkedVocoder(vocoder, vocoder.hop, 8, (2, 0))
+        audio = torch.cat([short.push(mel), short.finish()])
+        assert snr_db(whole, audio) < 60
+
+
+def test_chunked_non_causal_universal_vocoder_matches_whole():
+    from sambert.models import HifiGanV1
+
+    torch.manual_seed(0)
+    # jik876 V1 layout with random weights, narrow so it runs in a blink; same receptive field as V1
+    vocoder = HifiGanV1({"resblock": "1", "upsample_rates": [8, 8, 2, 2], "upsample_kernel_sizes": [16, 16, 4, 4],
+                         "upsample_initial_channel": 32, "resblock_kernel_sizes": [3, 7, 11],
+                         "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "num_mels": 80}).eval()
+    vocoder.remove_weight_norm()
+    left, right = context_of(vocoder)
+    assert left > 0 and right > 0
+    mel = torch.randn(80, 90, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        whole = vocoder(mel[None])[0, 0]
+        for chunk, push in ((4, 9), (24, 5), (64, 90)):
+            assert snr_db(whole, chunked(vocoder, mel, chunk, push)) >= 60, (chunk, push)
+
+
+def test_stream_chunks_are_the_synthesized_audio_with_timings(engine):
+    request = engine.stream(TEXT, emotion="happy")
+    chunks = list(request)
+    assert len(chunks) > 3 and all(c.dtype == np.float32 and c.ndim == 1 for c in chunks)
+    result = engine.synthesize(TEXT, emotion="happy")
+    assert np.array_equal(np.concatenate(chunks), result.audio)
+    assert result.sample_rate == 16000
+    # timings: three sentences, in order, ending where the audio ends; 0.28 s pauses between
+    duration = len(result.audio) / 16000
+    assert [s.text for s in result.sentences] == ["今天天气很好。", "我们去公园散步吧！", "一共三点五公里。"]
+    assert result.sentences[-1].end == pytest.approx(duration, abs=1e-6)
+    assert result.sentences[1].start - result.sentences[0].end == pytest.approx(0.28, abs=1e-3)
+    starts = [u.start for u in result.units]
+    assert starts == sorted(starts) and "".join(w.text for w in result.words) == "今天天气很好我们去公园散步吧一共三点五公里"
+    assert "00:00:00,000 -->" in result.srt()
+    stats = result.stats
+    assert stats.completed and stats.sentences == 3 and stats.audio_seconds == pytest.approx(duration)
+    assert 0 < stats.time_to_first_audio < stats.compute_seconds and stats.real_time_factor > 0
+    assert stats.peak_memory_bytes > 0
+
+
+def test_controls_change_the_audio(engine):
+    base = engine.synthesize("你好。")
+    slow = engine.synthesize("你好。", speed=0.5)
+    assert len(slow.audio) > 1.5 * len(base.audio)
+    louder = engine.synthesize("你好。", volume=2.0)
+    assert np.abs(louder.audio).max() > np.abs(base.audio).max()
+
+
+def test_bad_requests_fail_before_any_audio(engine):
+    from sambert.engine import EngineError, TextTooLong
+    from sambert.frontend import FrontendError
+
+    limited = type(engine)(profile="cpu", voices=engine.voices, overrides={"max_text_length": 10})
+    with pytest.raises(TextTooLong, match="limit .* is 10"):
+        limited.stream("很" * 11)
+    with pytest.raises(EngineError, match="unknown voice 'nobody'; installed voices: fixture"):
+        engine.stream("你好", voice="nobody")
+    with pytest.raises(EngineError, match="no emotion 'sad'; its emotions: neutral, happy"):
+        engine.stream("你好", emotion="sad")
+    for bad in (0, -1, 1e9, float("nan")):
+        with pytest.raises(EngineError, match="speed"):
+            engine.stream("你好", speed=bad)
+    with pytest.raises(FrontendError):
+        engine.stream("。。！？")
+
+
+def test_gpu_profile_without_cuda_is_a_clear_error(ref, monkeypatch):
+    from sambert.engine import Engine
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ProfileError, match="CUDA is not available"):
+        Engine(profile="gpu-8gb", voices=[fixture_voice(ref)])
+
+
+def test_closing_the_stream_stops_the_work(engine):
+    calls = []
+    hook = engine.voice().vocoder.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        request = engine.stream("今天天气很好。" * 20)
+        next(request)
+        done = len(calls)
+        request.close()
+        gc.collect()
+        assert request._chunks.gi_frame is None  # the generator's locals (plan, caches) are gone
+        with pytest.raises(StopIteration):
+            next(request)
+        assert len(calls) == done
+        assert not request.stats.completed
+    finally:
+        hook.remove()
+
+
+def test_injected_cuda_oom_falls_back_to_the_smaller_profile(ref, caplog):
+    from sambert.engine import Engine
+
+    voice = fixture_voice(ref)
+    expected = Engine(profile="cpu", voices=[voice]).synthesize(TEXT).audio
+    engine = Engine(profile="gpu-8gb", device="cpu", voices=[voice])
+    engine.inject_oom = 3  # the third vocoder call, after audio of the first sentence went out
+    with caplog.at_level("WARNING"):
+        result = engine.synthesize(TEXT)
+    assert engine.profile.name == "gpu-lt8gb" and "out of memory" in engine.profile.reason
+    assert result.stats.fallbacks and "gpu-8gb" in result.stats.fallbacks[0]
+    assert "CUDA out of memory under gpu-8gb" in caplog.text
+    assert len(result.audio) == len(expected) and snr_db(expected, result.audio) >= 60
+    assert len(result.sentences) == 3 and len(result.words_by_sentence) == 3  # timings not doubled
