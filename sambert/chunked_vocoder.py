@@ -24,13 +24,16 @@ class ChunkedVocoder:
     """push(mel [n_mels, T]) -> audio for the frames that are final; finish() -> the rest.
 
     `run(mel [1, n_mels, T]) -> wav [1, 1, T * hop]` calls the generator (the engine wraps it with the
-    device, dtype and lock it needs); `context` is (left, right) in frames.
+    device, dtype and lock it needs); `context` is (left, right) in frames. With `first_chunk_frames`
+    the chunks start that small and double up to `chunk_frames`: the first audio comes sooner, and
+    each chunk takes about as long to compute as the audio before it lasts.
     """
 
-    def __init__(self, run, hop, chunk_frames, context):
+    def __init__(self, run, hop, chunk_frames, context, first_chunk_frames=None):
         self.run = run
         self.hop = hop
-        self.chunk_frames = chunk_frames
+        self.max_chunk_frames = chunk_frames
+        self.chunk_frames = min(first_chunk_frames or chunk_frames, chunk_frames)
         self.left, self.right = context
         self.frames = None  # mel frames held: `self.left` of history (at most), then the pending ones
         self.history = 0  # how many of the held frames are already vocoded (left context only)
@@ -41,6 +44,7 @@ class ChunkedVocoder:
         out = []
         while self.frames.shape[1] - self.history >= self.chunk_frames + self.right:
             out.append(self._emit(self.chunk_frames, final=False))
+            self.chunk_frames = min(2 * self.chunk_frames, self.max_chunk_frames)
         return _join(out, mel)
 
     def finish(self):

@@ -249,7 +249,7 @@ class Engine:
                 yield pause
                 offset += len(pause) / voice.sample_rate
             samples = 0
-            for audio in self._sentence_audio(request, voice, sentence, controls, offset):
+            for audio in self._sentence_audio(request, voice, sentence, controls, offset, first=not index):
                 audio = _to_output(audio, controls["volume"])
                 samples += len(audio)
                 yield audio
@@ -258,7 +258,7 @@ class Engine:
             offset += samples / voice.sample_rate
         request.stats.completed = True
 
-    def _sentence_audio(self, request, voice, sentence, controls, offset):
+    def _sentence_audio(self, request, voice, sentence, controls, offset, first):
         """One sentence's audio; after a CUDA out-of-memory, again with the next smaller profile,
         skipping the samples already sent (the output is the same up to the dtype's rounding)."""
         sent = 0
@@ -273,7 +273,7 @@ class Engine:
             profile = self.profile
             done = 0
             try:
-                for audio in self._sentence_once(voice, sentence, controls, profile, on_plan):
+                for audio in self._sentence_once(voice, sentence, controls, profile, on_plan, first):
                     fresh = audio[max(0, sent - done):]
                     done += len(audio)
                     if len(fresh):
@@ -283,7 +283,7 @@ class Engine:
             except torch.cuda.OutOfMemoryError as err:
                 self._fall_back(profile, request, err)
 
-    def _sentence_once(self, voice, sentence, controls, profile, on_plan):
+    def _sentence_once(self, voice, sentence, controls, profile, on_plan, first):
         ac_device, voc_device = torch.device(profile.acoustic_device), torch.device(profile.vocoder_device)
         ling, emotion, speaker = (torch.from_numpy(a)[None].to(ac_device) for a in voice.inventory.encode(
             sentence.units, emotion=controls["emotion"], speaker=controls["speaker"]))
@@ -297,6 +297,8 @@ class Engine:
             hop=voice.hop,
             chunk_frames=profile.vocoder_chunk_frames,
             context=_context(voice.vocoder, profile),
+            # later sentences have the earlier ones' audio in front of them: no need to start small
+            first_chunk_frames=profile.vocoder_first_chunk_frames if first else None,
         )
         for mel in mel_blocks(voice.acoustic, plan, profile.mel_block_frames,
                               lambda fp16=True: self._model_call(voice, ac_device, profile, autocast=fp16)):

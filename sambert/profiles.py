@@ -32,6 +32,7 @@ class Profile:
     dtype: str  # float32 | float16 (float16 means autocast on CUDA; the CPU always runs float32)
     mel_block_frames: int
     vocoder_chunk_frames: int
+    vocoder_first_chunk_frames: int  # a request's first chunks start this small and double (sooner audio)
     vocoder_context_frames: int | str  # "auto": the vocoder's own receptive field
     max_concurrent_requests: int
     max_text_length: int
@@ -165,7 +166,8 @@ def _check(profile, source):
             bad(f"{key} must be cpu, cuda or cuda:N, got {device!r}")
     if profile.dtype not in _DTYPES:
         bad(f"dtype must be one of {', '.join(_DTYPES)}, got {profile.dtype!r}")
-    for key in ("mel_block_frames", "vocoder_chunk_frames", "max_concurrent_requests", "max_text_length"):
+    for key in ("mel_block_frames", "vocoder_chunk_frames", "vocoder_first_chunk_frames", "max_concurrent_requests",
+                "max_text_length"):
         value = getattr(profile, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             bad(f"{key} must be a positive integer, got {value!r}")

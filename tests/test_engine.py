@@ -135,8 +135,8 @@ def test_streamed_mel_equals_whole_sentence_mel(engine):
             assert (torch.cat(streamed) - whole).abs().max() <= 1e-4, block
 
 
-def chunked(vocoder, mel, chunk_frames, push_frames):
-    cv = ChunkedVocoder(vocoder, vocoder.hop, chunk_frames, context_of(vocoder))
+def chunked(vocoder, mel, chunk_frames, push_frames, first_chunk_frames=None):
+    cv = ChunkedVocoder(vocoder, vocoder.hop, chunk_frames, context_of(vocoder), first_chunk_frames)
     pieces = [cv.push(mel[:, i : i + push_frames]) for i in range(0, mel.shape[1], push_frames)]
     return torch.cat(pieces + [cv.finish()])
 
@@ -147,8 +147,8 @@ def test_chunked_causal_kantts_vocoder_matches_whole(engine):
     mel = torch.randn(80, 130, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         whole = vocoder(mel[None])[0, 0]
-        for chunk, push in ((4, 7), (16, 1), (50, 33)):
-            audio = chunked(vocoder, mel, chunk, push)
+        for chunk, push, first in ((4, 7, None), (16, 1, None), (50, 33, None), (64, 5, 2)):
+            audio = chunked(vocoder, mel, chunk, push, first)
             assert audio.shape == whole.shape
             assert snr_db(whole, audio) >= 60, (chunk, push)
         # too little context is audibly wrong: the test can fail
@@ -171,14 +171,16 @@ def test_chunked_non_causal_universal_vocoder_matches_whole():
     mel = torch.randn(80, 90, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         whole = vocoder(mel[None])[0, 0]
-        for chunk, push in ((4, 9), (24, 5), (64, 90)):
-            assert snr_db(whole, chunked(vocoder, mel, chunk, push)) >= 60, (chunk, push)
+        for chunk, push, first in ((4, 9, None), (24, 5, None), (64, 90, None), (64, 3, 4)):
+            assert snr_db(whole, chunked(vocoder, mel, chunk, push, first)) >= 60, (chunk, push)
 
 
 def test_stream_chunks_are_the_synthesized_audio_with_timings(engine):
     request = engine.stream(TEXT, emotion="happy")
     chunks = list(request)
     assert len(chunks) > 3 and all(c.dtype == np.float32 and c.ndim == 1 for c in chunks)
+    first = engine.profile.vocoder_first_chunk_frames
+    assert [len(c) for c in chunks[:2]] == [first * 200, 2 * first * 200]  # small first chunks, doubling
     result = engine.synthesize(TEXT, emotion="happy")
     assert np.array_equal(np.concatenate(chunks), result.audio)
     assert result.sample_rate == 16000
