@@ -34,7 +34,6 @@ from sambert.timings import Span, to_srt, unit_spans, word_spans
 log = logging.getLogger(__name__)
 
 SENTENCE_PAUSE_SECONDS = 0.28  # silence between sentences, as KAN-TTS's synthesis script puts
-BUNDLED_VOICES = Path(__file__).resolve().parent.parent / "assets" / "voices"
 # Where the text may be cut before the frontend sees it: after a sentence end, so the normalisation
 # of numbers, dates... never straddles a cut. Lets a long text start speaking before it is all parsed.
 _PIECE_END = re.compile(r"(?<=[。！？!?；;\n])")
@@ -156,7 +155,12 @@ class Engine:
 
     def describe(self):
         """One line for the status bar: profile, why, and where each model runs."""
-        return f"profile {self.profile.name} ({self.profile.reason}); {_placement(self.profile)}"
+        return f"profile {self.profile.name} ({self.profile.reason}); {self.placement}"
+
+    @property
+    def placement(self):
+        """Where each model runs and in which dtype, e.g. 'acoustic cuda float16, vocoder cpu float32'."""
+        return _placement(self.profile)
 
     def voice(self, name=None):
         """The voice called `name` (its name or display name); the first voice when None."""
@@ -393,12 +397,13 @@ def mel_blocks(acoustic, plan, block_frames, model_call=lambda fp16=True: torch.
 
 
 def _load_voices(model_dir):
+    """The voices of `model_dir` (or $SAMBERT_MODEL_DIR), else every bundled voice."""
     from sambert import voices
 
-    if model_dir is not None:
+    model_dir = model_dir or os.environ.get(voices.MODEL_DIR_ENV)
+    if model_dir:
         return voices.load_model_dir(model_dir)
-    bundles = sorted(p for p in BUNDLED_VOICES.glob("*") if (p / "voice.yaml").is_file()) if BUNDLED_VOICES.is_dir() else []
-    return [voices.load_bundled(p) for p in bundles]
+    return [voices.load_bundled(p) for p in voices.bundled_voice_dirs()]
 
 
 def _check_devices(profile):

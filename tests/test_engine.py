@@ -264,3 +264,27 @@ def test_injected_cuda_oom_falls_back_to_the_smaller_profile(ref, caplog):
     assert "CUDA out of memory under gpu-8gb" in caplog.text
     assert len(result.audio) == len(expected) and snr_db(expected, result.audio) >= 60
     assert len(result.sentences) == 3 and len(result.words_by_sentence) == 3  # timings not doubled
+
+
+def test_cli_synth_writes_wav_srt_and_prints_stats(ref, tmp_path, capsys, monkeypatch):
+    import soundfile
+
+    from sambert.__main__ import main
+    from test_voices import write_voice  # the ModelScope-layout directory built from the fixture weights
+
+    root = tmp_path / "model"
+    write_voice(root, "zhitian_emo", ref)
+    (root / "voices" / "voices.json").write_text('{"voices": ["zhitian_emo"]}')
+    text_file = tmp_path / "in.txt"
+    text_file.write_text("你好，世界。再见！", encoding="utf-8")
+    out, srt = tmp_path / "out.wav", tmp_path / "out.srt"
+    monkeypatch.delenv("SAMBERT_PROFILE", raising=False)
+    assert main(["synth", "-f", str(text_file), "-o", str(out), "--model-dir", str(root), "--srt", str(srt),
+                 "--emotion", "happy", "--speed", "1.2"]) == 0
+    audio, rate = soundfile.read(out)
+    assert rate == 16000 and len(audio) > 16000 * 0.5 and np.abs(audio).max() > 0
+    assert "time to first audio" in capsys.readouterr().out
+    assert "你好" in srt.read_text(encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_:
+        main(["synth", "你好", "-o", str(out), "--model-dir", str(root), "--profile", "tiny"])
+    assert exit_.value.code == 2 and "valid profiles" in capsys.readouterr().err
