@@ -259,3 +259,40 @@ def test_limiter_admits_up_to_its_limit_queues_the_next_and_refuses_beyond():
     second.release()
     admitted[0].release()
     assert limiter.active == 0
+
+
+def test_beyond_the_queue_bound_the_api_answers_429(app_server):  # noqa: F811
+    # The test server admits 1 request at a time (cpu profile) with 4 waiting (--max-queue 4).
+    def health():
+        with urllib.request.urlopen(app_server.url + "/healthz", timeout=10) as h:
+            return json.load(h)
+
+    release = threading.Event()
+
+    def hold(text):
+        try:
+            with post_speech(app_server, input=text, response_format="pcm") as r:
+                r.read1(1024)
+                release.wait(60)  # not reading: the server's send blocks, and the slot stays taken
+        except OSError:
+            pass
+
+    # minutes of audio: more than the socket buffers take, so the first request holds its slot
+    threads = [threading.Thread(target=hold, args=(LONG_TEXT * 5 if i == 0 else TEXT,)) for i in range(5)]
+    for t in threads:
+        t.start()
+        time.sleep(0.1)
+    deadline = time.monotonic() + 30
+    while (state := health())["waiting"] < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state["running"] == 1 and state["waiting"] == 4, state
+    status, message = error_of(app_server, json.dumps({"input": TEXT}).encode())
+    release.set()
+    assert status == 429 and "server busy" in message
+    for t in threads:
+        t.join(120)
+    deadline = time.monotonic() + 30
+    while health()["running"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    final = health()
+    assert final["running"] == 0 and final["waiting"] == 0
