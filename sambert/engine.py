@@ -291,7 +291,9 @@ class Engine:
         ac_device, voc_device = torch.device(profile.acoustic_device), torch.device(profile.vocoder_device)
         ling, emotion, speaker = (torch.from_numpy(a)[None].to(ac_device) for a in voice.inventory.encode(
             sentence.units, emotion=controls["emotion"], speaker=controls["speaker"]))
-        with self._model_call(voice, ac_device, profile):
+        # The phone-level stage runs once per sentence and decides the integer durations: fp32, so
+        # FP16 rounding can never move a unit's length by a frame.
+        with self._model_call(voice, ac_device, profile, autocast=False):
             plan = voice.acoustic.encode(ling, emotion, speaker, speed=controls["speed"],
                                          pitch_shift=controls["pitch"], pitch_scale=controls["pitch_scale"],
                                          energy_scale=controls["energy"])

@@ -288,3 +288,22 @@ def test_cli_synth_writes_wav_srt_and_prints_stats(ref, tmp_path, capsys, monkey
     with pytest.raises(SystemExit) as exit_:
         main(["synth", "你好", "-o", str(out), "--model-dir", str(root), "--profile", "tiny"])
     assert exit_.value.code == 2 and "valid profiles" in capsys.readouterr().err
+
+
+def test_concurrent_requests_give_the_same_audio(engine):
+    import threading
+
+    texts = ["今天天气很好。", "我们去公园散步吧！"]
+    expected = [engine.synthesize(t).audio for t in texts]
+    got = [None, None]
+
+    def run(i):
+        got[i] = np.concatenate(list(engine.stream(texts[i])))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e, g in zip(expected, got):
+        assert np.array_equal(e, g)
