@@ -133,15 +133,16 @@ def create_app(service, max_queue):
 
     demo = build_ui(service)
     demo.queue(default_concurrency_limit=service.limiter.concurrency, max_size=max_queue)
+    service.ui_queue_depth = lambda: len(demo._queue)  # Gradio's Queue has a length, not a public handle
     return gr.mount_gradio_app(create_api(service), demo, path="/", auth=service.auth,
                                allowed_paths=[str(OUTPUT_DIR)], max_file_size="20mb", footer_links=["api"])
 
 
 def _status(engine, stats=None):
-    profile = engine.profile
-    line = f"**设备** {stats.device if stats else engine.describe().split('; ', 1)[1]} · **配置** {profile.name}（{profile.reason}）"
     if stats is None:
-        return line
+        return f"**引擎** {engine.describe()}"
+    profile = engine.profile
+    line = f"**设备** {stats.device} · **配置** {profile.name}（{profile.reason}）"
     ttfa = f"{stats.time_to_first_audio * 1000:.0f} ms" if stats.time_to_first_audio is not None else "-"
     rtf = f"{stats.real_time_factor:.3f}" if stats.real_time_factor is not None else "-"
     line += (f" · **首音** {ttfa} · **RTF** {rtf} · **时长** {stats.audio_seconds:.1f} s"

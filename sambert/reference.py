@@ -199,7 +199,8 @@ def _syllable_count(level, active):
         window = smooth[max(0, i - 7): i + 8]
         if smooth[i] < window.max():
             continue
-        if peaks and (i - peaks[-1] < 10 or smooth[peaks[-1]: i + 1].min() > min(smooth[peaks[-1]], smooth[i]) - SYLLABLE_DIP_DB):
+        dip = peaks and smooth[peaks[-1]: i + 1].min() > min(smooth[peaks[-1]], smooth[i]) - SYLLABLE_DIP_DB
+        if peaks and (i - peaks[-1] < 10 or dip):
             if smooth[i] > smooth[peaks[-1]]:
                 peaks[-1] = i  # the same syllable: keep its louder peak
             continue

@@ -57,7 +57,8 @@ def build_fixture_voice(root):
         (voice / sub).mkdir(parents=True)
     (voice / "am" / "config.yaml").write_text(yaml.safe_dump(
         {"Model": {"KanTtsSAMBERT": {"params": params}}, "linguistic_unit": ref["linguistic_unit"]}))
-    (voice / "voc" / "config.yaml").write_text(yaml.safe_dump({"Model": {"Generator": {"params": ref["hifigan_params"]}}}))
+    vocoder = {"Model": {"Generator": {"params": ref["hifigan_params"]}}}
+    (voice / "voc" / "config.yaml").write_text(yaml.safe_dump(vocoder))
     (voice / "audio_config.yaml").write_text(yaml.safe_dump({"audio_config": {
         "sampling_rate": 16000, "hop_length": 200, "win_length": 1000, "n_fft": 2048, "n_mels": 80,
         "fmin": 0, "fmax": 8000, "norm_type": "mean_std"}}))

@@ -42,8 +42,8 @@ def error_of(server, data, content_type="application/json"):
 
 def ffmpeg_decode(data):
     """(int16 samples, sample rate) of any encoded audio, decoded by ffmpeg at its own rate."""
-    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=sample_rate", "-of", "csv=p=0", "-i", "pipe:0"],
-                           input=data, capture_output=True, check=True)
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=sample_rate", "-of", "csv=p=0",
+                            "-i", "pipe:0"], input=data, capture_output=True, check=True)
     decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", "pipe:0", "-f", "s16le", "-ac", "1", "pipe:1"],
                              input=data, capture_output=True, check=True)
     return np.frombuffer(decoded.stdout, np.int16), int(probe.stdout.split()[0])
@@ -192,10 +192,12 @@ def test_voices_health_and_metrics(app_server):  # noqa: F811
     with urllib.request.urlopen(app_server.url + "/metrics", timeout=10) as r:
         assert r.headers["Content-Type"].startswith("text/plain")
         metrics = r.read().decode()
-    ok = [line for line in metrics.splitlines() if line.startswith('sambert_requests_total{endpoint="speech",outcome="ok"}')]
+    ok_line = 'sambert_requests_total{endpoint="speech",outcome="ok"}'
+    ok = [line for line in metrics.splitlines() if line.startswith(ok_line)]
     assert ok and int(ok[0].split()[-1]) >= 1
-    for name in ("sambert_errors_total", "sambert_queue_depth 0", "sambert_request_duration_seconds_bucket",
-                 "sambert_peak_memory_bytes", "sambert_time_to_first_audio_seconds_count"):
+    for name in ("sambert_errors_total", "sambert_queue_depth 0", "sambert_ui_queue_depth 0",
+                 "sambert_request_duration_seconds_bucket", "sambert_peak_memory_bytes",
+                 "sambert_time_to_first_audio_seconds_count"):
         assert name in metrics
 
 

@@ -57,8 +57,9 @@ def test_api_needs_the_login_when_one_is_set(locked_server):
 
 def test_ui_needs_the_login_when_one_is_set(locked_server):
     from gradio_client import Client
+    from gradio_client.exceptions import AuthenticationError
 
-    with pytest.raises(Exception):
+    with pytest.raises(AuthenticationError, match="credentials"):
         Client(locked_server.url, verbose=False).predict("你好。", api_name="/synthesize")
     client = Client(locked_server.url, verbose=False, auth=tuple(AUTH.split(":")))
     voice = locked_server.voices[0]["name"]

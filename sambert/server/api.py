@@ -111,7 +111,8 @@ def create_api(service):
 
     @app.get("/metrics", dependencies=[Depends(authorized)])
     async def metrics():
-        return PlainTextResponse(service.metrics.render(service.limiter), media_type="text/plain; version=0.0.4")
+        text = service.metrics.render(service.limiter, service.ui_queue_depth)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     return app
 

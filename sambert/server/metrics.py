@@ -52,7 +52,7 @@ class Metrics:
                     self.first_audio.setdefault(endpoint, Histogram()).observe(stats.time_to_first_audio)
                 self.peak_memory_bytes = max(self.peak_memory_bytes, stats.peak_memory_bytes)
 
-    def render(self, limiter):
+    def render(self, limiter, ui_waiting=None):
         with self._lock:
             lines = ["# HELP sambert_requests_total Synthesis requests by endpoint and outcome.",
                      "# TYPE sambert_requests_total counter"]
@@ -76,6 +76,9 @@ class Metrics:
                 "# HELP sambert_queue_depth Requests waiting for a synthesis slot.",
                 "# TYPE sambert_queue_depth gauge",
                 f"sambert_queue_depth {limiter.waiting}",
+                "# HELP sambert_ui_queue_depth Page requests in Gradio's queue (waiting or running).",
+                "# TYPE sambert_ui_queue_depth gauge",
+                f"sambert_ui_queue_depth {ui_waiting() if ui_waiting else 0}",
                 "# HELP sambert_requests_in_progress Requests synthesizing now.",
                 "# TYPE sambert_requests_in_progress gauge",
                 f"sambert_requests_in_progress {limiter.active}",

@@ -22,6 +22,7 @@ class Service:
         self.metrics = Metrics()
         self.wait_timeout = wait_timeout  # seconds a request may wait for a slot (None: as long as it takes)
         self.auth = auth  # (user, password) or None
+        self.ui_queue_depth = None  # set by the UI: a callable giving the length of Gradio's queue
         self._neutral = {}
         self._neutral_lock = threading.Lock()
 

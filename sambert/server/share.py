@@ -73,6 +73,7 @@ def check_protected(port):
             return
         raise ShareError(f"unexpected answer from the app at {url}: HTTP {err.code}") from None
     except OSError as err:
-        raise ShareError(f"no app answers on port {port} ({err}); start it first: SAMBERT_AUTH=... python app.py") from None
+        raise ShareError(f"no app answers on port {port} ({err}); start it first: "
+                         "SAMBERT_AUTH=... python app.py") from None
     raise ShareError(f"the app on port {port} runs without a login; restart it with SAMBERT_AUTH=user:password "
                      "so the public link is protected")
