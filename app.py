@@ -76,6 +76,7 @@ def build_ui(service):
     def speak(text, voice, emotion, reference_audio, speed, pitch, volume, progress=gr.Progress()):
         pieces = run("ui", text, voice, emotion, reference_audio, speed, pitch, volume, progress, stream=True)
         try:
+            yield next(pieces), None, None, "合成中…"  # clears the last request's results
             while True:
                 yield next(pieces), gr.skip(), gr.skip(), gr.skip()
         except StopIteration as done:

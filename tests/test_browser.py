@@ -23,6 +23,8 @@ def page(app_server):  # noqa: F811
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        page.console_lines = []  # the page's console, shown when a test fails
+        page.on("console", lambda message: page.console_lines.append(f"{message.type}: {message.text[:300]}"))
         page.goto(app_server.url, wait_until="networkidle", timeout=60_000)
         yield page
         browser.close()
@@ -37,22 +39,36 @@ def test_typed_chinese_text_is_spoken_by_the_page(page, app_server):  # noqa: F8
     page.get_by_role("option", name=voice["display_name"]).click()
     assert page.locator("#voice input").input_value() == voice["display_name"]
 
+    # The first click pays for cold starts (the page's HLS player, Gradio's encoder); the second is what a
+    # user hears from then on. Both must play; both times are printed.
+    try:
+        first_sounds = [speak_and_wait_for_sound(page) for _ in range(2)]
+    except Exception as err:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "browser_failed.png"), full_page=True)
+        console = "\n".join(page.console_lines[-20:])
+        raise AssertionError(f"{err}\n--- page console:\n{console}\n--- server log:\n"
+                             f"{app_server.log.read_text()[-3000:]}") from err
+    print(f"\nbrowser time to first sound (click -> <audio> playing): first {first_sounds[0] * 1000:.0f} ms, "
+          f"then {first_sounds[1] * 1000:.0f} ms")
+    assert "首音" in page.locator("#status").inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser_speak.png"), full_page=True)
+
+
+def speak_and_wait_for_sound(page):
+    """Click 合成, wait until the streamed <audio> element plays, then for the end; returns the seconds to sound."""
     clicked = time.perf_counter()
     page.locator("#speak").click()
-    audio = page.locator("#stream audio")
-    audio.wait_for(state="attached", timeout=60_000)
     # Playing: time advances on the element that streams the synthesis.
     page.wait_for_function("""() => {
         const a = document.querySelector('#stream audio');
         return a && !a.paused && a.currentTime > 0.05;
     }""", timeout=60_000, polling=20)
     first_sound = time.perf_counter() - clicked
-    state = audio.evaluate("a => ({time: a.currentTime, paused: a.paused, error: a.error && a.error.code})")
+    state = page.locator("#stream audio").evaluate("a => ({paused: a.paused, error: a.error && a.error.code})")
     assert state["error"] is None and not state["paused"]
-    print(f"\nbrowser time to first sound: {first_sound * 1000:.0f} ms (click -> <audio> playing)")
-
-    # The complete WAV and the status line arrive when synthesis ends.
+    # The first audio came with the status "合成中…"; the complete WAV and the figures come at the end.
     page.wait_for_function("() => document.querySelector('#status').innerText.includes('RTF')", timeout=120_000)
-    assert "首音" in page.locator("#status").inner_text()
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "browser_speak.png"), full_page=True)
+    page.locator("#stream audio").evaluate("a => a.pause()")
+    return first_sound
