@@ -1,9 +1,11 @@
 """A real headless Chromium uses the page: types Chinese text, picks a voice, clicks, and the streamed
 audio element plays. Prints the browser's time to first sound; keeps a screenshot in artifacts/."""
 
+import json
 import os
 import shutil
 import time
+import urllib.request
 
 import pytest
 
@@ -18,16 +20,27 @@ pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium
 
 
 @pytest.fixture(scope="module")
-def page(app_server):  # noqa: F811
+def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-        page.console_lines = []  # the page's console, shown when a test fails
-        page.on("console", lambda message: page.console_lines.append(f"{message.type}: {message.text[:300]}"))
-        page.goto(app_server.url, wait_until="networkidle", timeout=60_000)
-        yield page
+        yield browser
         browser.close()
+
+
+def open_page(browser, url):
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    page.console_lines = []  # the page's console, shown when a test fails
+    page.on("console", lambda message: page.console_lines.append(f"{message.type}: {message.text[:300]}"))
+    page.goto(url, wait_until="networkidle", timeout=60_000)
+    return page
+
+
+@pytest.fixture
+def page(browser, app_server):  # noqa: F811
+    page = open_page(browser, app_server.url)
+    yield page
+    page.close()
 
 
 def test_typed_chinese_text_is_spoken_by_the_page(page, app_server):  # noqa: F811
@@ -56,7 +69,24 @@ def test_typed_chinese_text_is_spoken_by_the_page(page, app_server):  # noqa: F8
     page.screenshot(path=str(ARTIFACTS / "browser_speak.png"), full_page=True)
 
 
-def speak_and_wait_for_sound(page):
+def test_closing_the_page_mid_stream_frees_the_slot(browser, app_server):  # noqa: F811
+    page = open_page(browser, app_server.url)
+    page.locator("#text textarea").fill("今天天气很好，我们一起去公园散步。" * 200)  # minutes of speech
+    speak_and_wait_for_sound(page, wait_for_end=False)
+    assert health(app_server)["running"] == 1
+    page.close()
+    deadline = time.monotonic() + 30
+    while health(app_server)["running"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert health(app_server)["running"] == 0, "the closed page's synthesis still holds its slot"
+
+
+def health(server):
+    with urllib.request.urlopen(server.url + "/healthz", timeout=10) as r:
+        return json.load(r)
+
+
+def speak_and_wait_for_sound(page, wait_for_end=True):
     """Click 合成, wait until the streamed <audio> element plays, then for the end; returns the seconds to sound."""
     clicked = time.perf_counter()
     page.locator("#speak").click()
@@ -68,6 +98,8 @@ def speak_and_wait_for_sound(page):
     first_sound = time.perf_counter() - clicked
     state = page.locator("#stream audio").evaluate("a => ({paused: a.paused, error: a.error && a.error.code})")
     assert state["error"] is None and not state["paused"]
+    if not wait_for_end:
+        return first_sound
     # The first audio came with the status "合成中…"; the complete WAV and the figures come at the end.
     page.wait_for_function("() => document.querySelector('#status').innerText.includes('RTF')", timeout=120_000)
     page.locator("#stream audio").evaluate("a => a.pause()")
