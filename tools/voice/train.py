@@ -1,0 +1,232 @@
+"""Stage 4: train the student SAM-BERT on the teacher's examples (teacher forcing), resumably.
+
+Loss (as KAN-TTS trains SAM-BERT): L1 on the decoder and post-net mels, MSE on log(d + 1) durations,
+MSE on the per-unit pitch and energy. Adam with a linear warm-up and inverse-square-root decay.
+Batches are length-bucketed (similar mel lengths, a frame budget per batch). New examples written
+by features.py while training runs are picked up at every pass over the data.
+
+Every --ckpt-every steps: checkpoint (model, optimiser, step) to /work/data/voice/ckpt/last.pt, and
+held-out mel L1 (post-net, teacher durations). Every --sample-every steps: one held-out sentence
+synthesised free-running (infer + universal HiFi-GAN) to /work/data/voice/samples/step_N.wav.
+
+    nohup python tools/voice/train.py > /work/data/voice/train.log 2>&1 &     (resumes by itself)
+"""
+
+import argparse
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from common import CKPT, FEATURES, SAMPLES  # noqa: E402
+from student import student_params  # noqa: E402
+
+from sambert.models import SamBert, load_universal_hifigan  # noqa: E402
+
+
+def load_example(path):
+    z = np.load(path)
+    return {
+        "id": path.stem,
+        "ling": torch.from_numpy(z["ling"]),
+        "emotion": torch.from_numpy(z["emotion"]),
+        "speaker": torch.from_numpy(z["speaker"]),
+        "durations": torch.from_numpy(z["durations"]),
+        "pitch": torch.from_numpy(z["pitch"]),
+        "energy": torch.from_numpy(z["energy"]),
+        "mel": torch.from_numpy(z["mel"].astype(np.float32)),
+    }
+
+
+class Examples:
+    """Feature files in memory, re-scanned for new ones on demand."""
+
+    def __init__(self, prefix):
+        self.prefix, self.items = prefix, {}
+
+    def refresh(self):
+        for path in sorted(FEATURES.glob(f"{self.prefix}_*.npz")):
+            if path.stem not in self.items and not path.name.endswith(".tmp.npz"):
+                self.items[path.stem] = load_example(path)
+        return list(self.items.values())
+
+
+def collate(examples):
+    n = max(len(e["ling"]) for e in examples)
+    t = max(len(e["mel"]) for e in examples)
+
+    def stack(key, length, value=0):
+        return torch.stack([F.pad(e[key], [0, 0] * (e[key].dim() - 1) + [0, length - len(e[key])], value=value)
+                            for e in examples])
+
+    return {
+        "ling": stack("ling", n), "emotion": stack("emotion", n), "speaker": stack("speaker", n),
+        "lengths": torch.tensor([len(e["ling"]) for e in examples]),
+        "durations": stack("durations", n), "pitch": stack("pitch", n), "energy": stack("energy", n),
+        "mel": stack("mel", t),
+    }
+
+
+def buckets(examples, frame_budget, max_batch, rng):
+    """Batches of similar length: sort by mel length (with a little noise so batches change each pass),
+    cut where the padded frames would exceed the budget, shuffle the batches."""
+    order = sorted(examples, key=lambda e: len(e["mel"]) * rng.uniform(0.9, 1.1))
+    batches, current = [], []
+    for e in order:
+        if current and (len(current) + 1) * max(len(e["mel"]), len(current[-1]["mel"])) > frame_budget \
+                or len(current) == max_batch:
+            batches.append(current)
+            current = []
+        current.append(e)
+    if current:
+        batches.append(current)
+    rng.shuffle(batches)
+    return batches
+
+
+def losses(model, batch):
+    out = model(batch["ling"], batch["emotion"], batch["speaker"], batch["lengths"], batch["mel"],
+                batch["durations"], batch["pitch"], batch["energy"])
+    frames = ~out["mel_masks"][..., None]
+    units = ~out["input_masks"]
+    n_mel = frames.sum() * batch["mel"].shape[-1]
+
+    def mel_l1(pred):
+        return ((pred - batch["mel"]).abs() * frames).sum() / n_mel
+
+    def unit_mse(pred, target):
+        return (((pred - target) ** 2) * units).sum() / units.sum()
+
+    return {
+        "dec": mel_l1(out["dec_outputs"]),
+        "post": mel_l1(out["postnet_outputs"]),
+        "dur": unit_mse(out["log_duration_predictions"], torch.log1p(batch["durations"].float())),
+        "pitch": unit_mse(out["pitch_predictions"], batch["pitch"]),
+        "energy": unit_mse(out["energy_predictions"], batch["energy"]),
+    }
+
+
+def learning_rate(step, peak, warmup):
+    step = max(step, 1)
+    return peak * min(step / warmup, math.sqrt(warmup / step))
+
+
+@torch.no_grad()
+def heldout_l1(model, examples, batch_size=8):
+    """Post-net mel L1 against the teacher's mel, teacher durations and no dropout."""
+    model.eval()
+    total = count = 0.0
+    for i in range(0, len(examples), batch_size):
+        batch = collate(examples[i:i + batch_size])
+        out = model(batch["ling"], batch["emotion"], batch["speaker"], batch["lengths"], batch["mel"],
+                    batch["durations"])
+        frames = ~out["mel_masks"][..., None]
+        total += float(((out["postnet_outputs"] - batch["mel"]).abs() * frames).sum())
+        count += float(frames.sum()) * batch["mel"].shape[-1]
+    model.train()
+    return total / count
+
+
+@torch.no_grad()
+def render_sample(model, example, vocoder, path):
+    import soundfile as sf
+
+    model.eval()
+    out = model.infer(example["ling"][None], example["emotion"][None], example["speaker"][None])
+    wav = vocoder(out["postnet_outputs"].transpose(1, 2))[0, 0].numpy()
+    model.train()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wav, vocoder.sample_rate)
+    return int(out["durations"].sum()), int(example["durations"].sum())
+
+
+def save_checkpoint(model, optimizer, step, path):
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "params": model.params}, tmp)
+    tmp.replace(path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=100_000)
+    ap.add_argument("--frame-budget", type=int, default=4800, help="padded mel frames per batch")
+    ap.add_argument("--max-batch", type=int, default=24)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=400)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--ckpt-every", type=int, default=200)
+    ap.add_argument("--sample-every", type=int, default=1000)
+    ap.add_argument("--heldout", type=int, default=32, help="held-out sentences scored at each checkpoint")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    CKPT.mkdir(parents=True, exist_ok=True)
+
+    model = SamBert(student_params())
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-9)
+    step = 0
+    last = CKPT / "last.pt"
+    if last.exists():
+        state = torch.load(last, map_location="cpu")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+        print(f"resumed from {last} at step {step}", flush=True)
+    model.train()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"student: {n_params / 1e6:.2f}M parameters", flush=True)
+
+    train, heldout = Examples("train"), Examples("heldout")
+    held = heldout.refresh()[: args.heldout]
+    vocoder = None
+    rng = random.Random(step)
+    sums, n_sums, started = {}, 0, time.time()
+    while step < args.steps:
+        examples = train.refresh()
+        if len(examples) < 64:
+            print(f"waiting for examples ({len(examples)} so far)", flush=True)
+            time.sleep(60)
+            continue
+        for batch_examples in buckets(examples, args.frame_budget, args.max_batch, rng):
+            if step >= args.steps:
+                break
+            batch = collate(batch_examples)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step + 1, args.lr, args.warmup)
+            parts = losses(model, batch)
+            loss = sum(parts.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v.item()
+            n_sums += 1
+            if step % args.log_every == 0:
+                means = " ".join(f"{k} {v / n_sums:.4f}" for k, v in sums.items())
+                print(f"step {step} {means} | grad {float(grad_norm):.2f} lr {optimizer.param_groups[0]['lr']:.2e} "
+                      f"{(time.time() - started) / n_sums:.2f} s/step, {len(examples)} examples", flush=True)
+                sums, n_sums, started = {}, 0, time.time()
+            if step % args.ckpt_every == 0:
+                save_checkpoint(model, optimizer, step, last)
+                if step % args.sample_every == 0:
+                    save_checkpoint(model, optimizer, step, CKPT / f"step_{step:06d}.pt")
+                print(f"checkpoint step {step}: held-out mel L1 {heldout_l1(model, held):.4f}", flush=True)
+            if step % args.sample_every == 0 and held:
+                vocoder = vocoder or load_universal_hifigan().eval()
+                ours, theirs = render_sample(model, held[0], vocoder, SAMPLES / f"step_{step:06d}.wav")
+                print(f"sample step {step}: {ours} frames free-running vs teacher {theirs}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
