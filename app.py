@@ -27,7 +27,11 @@ from sambert.timings import to_srt  # noqa: E402
 
 OUTPUT_DIR = Path(os.environ.get("GRADIO_TEMP_DIR", tempfile.gettempdir())) / "sambert-output"
 KEEP_OUTPUT_SECONDS = 3600
-STREAM_SECONDS = 0.5  # after the first chunk (sent at once), gather at least this much audio per update
+# Gradio streams audio as an HLS playlist, one segment per update, and its player (hls.js) starts once
+# the playlist holds 3 segments: the first 3 chunks go out as they come, later ones gathered to at
+# least STREAM_SECONDS (fewer, longer segments play with fewer gaps).
+EAGER_UPDATES = 3
+STREAM_SECONDS = 0.5
 EXAMPLES = [
     "欢迎使用语音合成服务，输入中文文本即可听到自然流畅的朗读。",
     "今天是2024年3月15日，北京气温12℃，空气质量良好。",
@@ -56,15 +60,14 @@ def build_ui(service):
             raise gr.Error(str(err)) from None
         wav_path = _output_path(".wav")
         expected = max(1, sum(text.count(mark) for mark in "。！？!?；;\n"))  # rough sentence count, for progress
-        pending = []
+        pending, updates = [], 0
         with job, soundfile.SoundFile(str(wav_path), "w", job.sample_rate, 1, "PCM_16") as wav:
             for chunk in job:
                 wav.write(chunk)
                 pending.append(chunk)
-                if stream and (job.stats.audio_seconds == len(chunk) / job.sample_rate
-                               or sum(map(len, pending)) >= STREAM_SECONDS * job.sample_rate):
+                if stream and (updates < EAGER_UPDATES or sum(map(len, pending)) >= STREAM_SECONDS * job.sample_rate):
                     yield job.sample_rate, _int16(pending)
-                    pending = []
+                    pending, updates = [], updates + 1
                 progress((min(job.stats.sentences, expected), expected), desc="合成中", unit="句")
             if stream and pending:
                 yield job.sample_rate, _int16(pending)
