@@ -22,13 +22,13 @@ LONG_TEXT = "今天天气很好，我们一起去公园散步。" * 12
 
 
 class Caddy:
-    def __init__(self, upstream_port, tmp, auth_hash=None):
+    def __init__(self, upstreams, tmp, auth_hash=None):
         self.port = free_port()
         self.url = f"https://localhost:{self.port}"
         self.data = tmp / "data"
         env = dict(os.environ, XDG_DATA_HOME=str(self.data), XDG_CONFIG_HOME=str(tmp / "config"),
                    SAMBERT_SITE=self.url, SAMBERT_BIND="127.0.0.1", SAMBERT_HTTP_PORT=str(free_port()),
-                   SAMBERT_CADDY_ADMIN=f"127.0.0.1:{free_port()}", SAMBERT_UPSTREAMS=f"127.0.0.1:{upstream_port}")
+                   SAMBERT_CADDY_ADMIN=f"127.0.0.1:{free_port()}", SAMBERT_UPSTREAMS=upstreams)
         env.pop("SAMBERT_AUTH_HASH", None)
         if auth_hash:
             env["SAMBERT_AUTH_HASH"] = auth_hash
@@ -70,7 +70,7 @@ class Caddy:
 
 @pytest.fixture(scope="module")
 def caddy(app_server, tmp_path_factory):  # noqa: F811
-    proxy = Caddy(app_server.port, tmp_path_factory.mktemp("caddy"))
+    proxy = Caddy(f"127.0.0.1:{app_server.port}", tmp_path_factory.mktemp("caddy"))
     yield proxy
     proxy.stop()
 
@@ -119,7 +119,7 @@ def test_gradio_queue_works_through_the_proxy(caddy, app_server):  # noqa: F811
 def test_basic_auth_when_a_hash_is_set(app_server, tmp_path):  # noqa: F811
     hashed = subprocess.run(["caddy", "hash-password", "--plaintext", "s3cret"], capture_output=True, text=True,
                             check=True).stdout.strip()
-    proxy = Caddy(app_server.port, tmp_path, auth_hash=hashed)
+    proxy = Caddy(f"127.0.0.1:{app_server.port}", tmp_path, auth_hash=hashed)
     try:
         with pytest.raises(urllib.error.HTTPError) as refused:
             proxy.open("/")
@@ -127,5 +127,16 @@ def test_basic_auth_when_a_hash_is_set(app_server, tmp_path):  # noqa: F811
         token = base64.b64encode(b"sambert:s3cret").decode()
         with proxy.open("/", headers={"Authorization": f"Basic {token}"}) as r:
             assert r.status == 200
+    finally:
+        proxy.stop()
+
+
+def test_replicas_are_health_checked_and_a_dead_one_gets_no_traffic(app_server, tmp_path):  # noqa: F811
+    dead = free_port()  # nothing listens here: a replica that is down
+    proxy = Caddy(f"127.0.0.1:{app_server.port} 127.0.0.1:{dead}", tmp_path)
+    try:
+        for _ in range(12):  # fresh clients (no affinity cookie) would hit the dead replica about half the time
+            with proxy.open("/healthz") as r:
+                assert r.status == 200
     finally:
         proxy.stop()
