@@ -62,13 +62,17 @@ def build_ui(service):
         expected = max(1, sum(text.count(mark) for mark in "。！？!?；;\n"))  # rough sentence count, for progress
         pending, updates = [], 0
         with job, soundfile.SoundFile(str(wav_path), "w", job.sample_rate, 1, "PCM_16") as wav:
-            for chunk in job:
-                wav.write(chunk)
-                pending.append(chunk)
-                if stream and (updates < EAGER_UPDATES or sum(map(len, pending)) >= STREAM_SECONDS * job.sample_rate):
-                    yield job.sample_rate, _int16(pending)
-                    pending, updates = [], updates + 1
-                progress((min(job.stats.sentences, expected), expected), desc="合成中", unit="句")
+            try:
+                for chunk in job:
+                    wav.write(chunk)
+                    pending.append(chunk)
+                    gathered = sum(map(len, pending)) / job.sample_rate
+                    if stream and (updates < EAGER_UPDATES or gathered >= STREAM_SECONDS):
+                        yield job.sample_rate, _int16(pending)
+                        pending, updates = [], updates + 1
+                    progress((min(job.stats.sentences, expected), expected), desc="合成中", unit="句")
+            except ValueError as err:  # refused later on, e.g. a sentence the frontend cannot read
+                raise gr.Error(str(err)) from None
             if stream and pending:
                 yield job.sample_rate, _int16(pending)
         synthesis = job.synthesis
