@@ -179,8 +179,10 @@ def _output_path(suffix):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Sambert TTS: web UI and HTTP API in one server")
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="interface to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                        help="default: $GRADIO_SERVER_PORT or 7860")
     parser.add_argument("--model-dir", default=os.environ.get("SAMBERT_MODEL_DIR"),
                         help="a ModelScope Sambert-HiFiGAN model directory (default: the bundled voices)")
     parser.add_argument("--profile", help="hardware profile (default: $SAMBERT_PROFILE or chosen for this machine)")
