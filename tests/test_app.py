@@ -18,7 +18,7 @@ import soundfile
 from conftest_app import app_server  # noqa: F401  (session fixture: the server subprocess)
 
 TEXT = "你好，欢迎使用语音合成服务。"
-LONG_TEXT = "今天天气很好，我们一起去公园散步。" * 12
+LONG_TEXT = "今天天气很好，我们一起去公园散步。" * 8
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (apt install ffmpeg)")
 
 
@@ -286,7 +286,7 @@ def test_beyond_the_queue_bound_the_api_answers_429(app_server):  # noqa: F811
             pass
 
     # minutes of audio: more than the socket buffers take, so the first request holds its slot
-    threads = [threading.Thread(target=hold, args=(LONG_TEXT * 5 if i == 0 else TEXT,)) for i in range(5)]
+    threads = [threading.Thread(target=hold, args=(LONG_TEXT * 8 if i == 0 else TEXT,)) for i in range(5)]
     for t in threads:
         t.start()
         time.sleep(0.1)

@@ -18,7 +18,7 @@ from conftest_app import ROOT, app_server, free_port  # noqa: F401
 
 pytestmark = pytest.mark.skipif(shutil.which("caddy") is None,
                                 reason="caddy is not installed (apt install caddy; CI installs it)")
-LONG_TEXT = "今天天气很好，我们一起去公园散步。" * 12
+LONG_TEXT = "今天天气很好，我们一起去公园散步。" * 8
 
 
 class Caddy:
