@@ -20,7 +20,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from common import CKPT, DATA, FEATURES  # noqa: E402
+from common import CKPT, DATA, FEATURES, SAMPLES  # noqa: E402
 from student import EMOTIONS, SPEAKERS  # noqa: E402
 
 from sambert.models import SamBert  # noqa: E402
@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "assets" / "voices" / "default_female"
 NAME, DISPLAY_NAME = "default_female", "默认女声"
 SIZE_LIMIT = 30 * 2**20
+SAMPLE_TEXT = "今天天气很好，我们一起去公园散步吧。"
 
 CARD = """# 默认女声 (default_female)
 
@@ -110,8 +111,26 @@ def main():
     if size > SIZE_LIMIT:
         raise SystemExit(f"{args.out} is {size / 2**20:.1f} MB, over the 30 MB limit")
     voice = load_bundled(args.out)  # the bundle must load exactly as the app will load it
+    sample = render(voice, SAMPLE_TEXT, SAMPLES / f"export_step_{step:06d}.wav")
     print(f"exported step {step} to {args.out} ({size / 2**20:.1f} MB): held-out mel L1 {l1:.4f}; "
-          f"loads as {voice.name} ({voice.display_name})")
+          f"loads as {voice.name} ({voice.display_name}); sample {sample}")
+
+
+@torch.no_grad()
+def render(voice, text, path):
+    """Synthesise `text` with the exported bundle to `path` (kept out of the repo, for listening)."""
+    import soundfile as sf
+
+    from sambert.frontend import Frontend
+
+    waves = []
+    for sentence in Frontend().sentences(text):
+        ling, emotion, speaker = (torch.from_numpy(a)[None] for a in voice.inventory.encode(sentence.units))
+        mel = voice.acoustic.infer(ling, emotion, speaker)["postnet_outputs"]
+        waves.append(voice.vocoder(mel.transpose(1, 2))[0, 0].numpy())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.concatenate(waves), voice.sample_rate)
+    return path
 
 
 if __name__ == "__main__":

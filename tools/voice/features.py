@@ -150,15 +150,21 @@ def convert(record, teacher):
     n_mel = len(wav) // HOP
     wav = wav[: n_mel * HOP]
     mel = universal_mel(wav).T.numpy()
-    # Cumulative-time rounding: unit boundaries in seconds -> target frames; the last one is the mel's end.
-    bounds = np.round(np.cumsum(frames) * hop / rate * SAMPLE_RATE / HOP).astype(np.int64)
-    bounds[-1] = n_mel
-    bounds = np.maximum.accumulate(np.minimum(bounds, n_mel))
-    durations = np.diff(np.concatenate([[0], bounds]))
+    durations = to_target_frames(frames, hop / rate, n_mel)
     ling, emotion, speaker = Inventory().encode(record["units"])
     return dict(ling=ling, emotion=emotion, speaker=speaker, durations=durations.astype(np.int64),
                 pitch=pitch.astype(np.float32), energy=energy.astype(np.float32), mel=mel.astype(np.float16),
                 ratios=teacher["ratios"], text=record["text"])
+
+
+def to_target_frames(frames, teacher_frame_seconds, n_target):
+    """Durations in teacher frames (may be fractional) -> integer target frames summing to n_target:
+    every unit boundary moves to the nearest target frame of the same time (cumulative rounding, so
+    rounding errors never accumulate); the last boundary is the end of the target mel."""
+    bounds = np.round(np.cumsum(frames) * teacher_frame_seconds * SAMPLE_RATE / HOP).astype(np.int64)
+    bounds[-1] = n_target
+    bounds = np.maximum.accumulate(np.minimum(bounds, n_target))
+    return np.diff(np.concatenate([[0], bounds]))
 
 
 def load_records():

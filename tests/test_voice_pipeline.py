@@ -1,0 +1,83 @@
+"""The default-voice pipeline's data logic (tools/voice): corpus filter, teacher tokens, unit alignment."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "voice"))
+
+import corpus  # noqa: E402
+import features  # noqa: E402
+import teacher  # noqa: E402
+
+from sambert.frontend import Frontend  # noqa: E402
+
+BAKER = {"ni": ["n", "i"], "hao": ["h", "ao"], "hai": ["h", "ai"], "wo": ["^", "uo"], "men": ["m", "en"],
+         "qu": ["q", "v"], "gong": ["g", "ong"], "yuan": ["^", "van"], "ba": ["b", "a"]}
+
+
+def test_corpus_keeps_clean_chinese_sentences_only():
+    line = "房间很干净,服务也好!!价格128元。Wifi不错。太贵"
+    assert list(corpus.clean_sentences(line)) == ["房间很干净，服务也好！"]
+    assert list(corpus.clean_sentences("我们明天一起去公园散步吧")) == ["我们明天一起去公园散步吧。"]
+
+
+def record_for(text):
+    s = Frontend().sentences(text)[0]
+    return {"id": "t", "text": s.text, "pinyin": s.pinyin, "units": s.units,
+            "breaks": corpus.syllable_breaks(s.units, len(s.pinyin))}
+
+
+def test_teacher_reads_our_syllables_and_breaks():
+    r = record_for("你好，我们去公园吧。")
+    tokens, owner = teacher.baker_tokens(r["pinyin"], r["breaks"], BAKER)
+    assert tokens[0] == "sil" and tokens[-2:] == ["sil", "eos"]
+    assert tokens.count("#3") == 1  # the comma
+    assert len(owner) == len(tokens)
+    assert max(owner) == len(r["pinyin"]) - 1
+    with pytest.raises(ValueError, match="no Baker phones"):
+        teacher.baker_tokens(["xyz1"], [""], BAKER)
+
+
+def test_unit_frames_give_word_boundaries_to_neighbours_and_pauses_to_breaks(monkeypatch):
+    monkeypatch.setattr(features, "BAKER", BAKER)
+    r = record_for("你好，我们去公园吧。")
+    tokens, owner = teacher.baker_tokens(r["pinyin"], r["breaks"], BAKER)
+    durations = np.array([8 if t in ("#0", "#1", "#2") else 20 if t == "#3" else 4 for t in tokens])
+    out = {"tokens": np.array(tokens), "owner": np.array(owner), "durations": durations,
+           "f0": np.linspace(-1, 1, len(tokens)), "energy": np.ones(len(tokens))}
+    frames, trim, pitch, energy = features.unit_frames(r, out)
+    symbols = [u.strip("{}").split("$")[0] for u in r["units"]]
+    assert frames.sum() + trim == durations.sum()  # every teacher frame lands somewhere or is trimmed
+    assert trim == 3  # 3/4 of the 4-frame leading silence
+    assert frames[symbols.index("#3")] == 20
+    assert frames[-1] == 8  # final sil + eos -> #4
+    for i, sym in enumerate(symbols):
+        if sym in ("#1", "#2"):
+            assert frames[i] == 0 and pitch[i] == 0
+    # 你好: n i #0 h ao -> i gets its 4 frames + 6 of the #0, h gets 4 + 2.
+    assert frames[1] == 4 + 6 and frames[2] == 4 + 2
+    assert energy[0] == pytest.approx(1.0)
+
+
+def test_a_syllable_the_teacher_read_differently_is_rejected(monkeypatch):
+    monkeypatch.setattr(features, "BAKER", dict(BAKER, hao=["h", "a"]))
+    r = record_for("你好。")
+    tokens, owner = teacher.baker_tokens(r["pinyin"], r["breaks"], BAKER)
+    out = {"tokens": np.array(tokens), "owner": np.array(owner), "durations": np.full(len(tokens), 5),
+           "f0": np.zeros(len(tokens)), "energy": np.zeros(len(tokens))}
+    with pytest.raises(features.AlignmentError, match="hao3"):
+        features.unit_frames(r, out)
+
+
+def test_cumulative_rounding_sums_to_the_target_length():
+    rng = np.random.default_rng(0)
+    frames = rng.uniform(0, 12, size=200)
+    n_target = int(round(frames.sum() * 300 / 24000 * 22050 / 256))
+    d = features.to_target_frames(frames, 300 / 24000, n_target)
+    assert d.sum() == n_target and d.min() >= 0
+    # No drift: each boundary within one target frame of its exact time.
+    exact = np.cumsum(frames) * 300 / 24000 * 22050 / 256
+    assert np.abs(np.cumsum(d)[:-1] - exact[:-1]).max() <= 0.5 + 1e-9
