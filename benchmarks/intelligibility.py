@@ -154,7 +154,8 @@ def main():
     ap.add_argument("--whisper-dir", type=Path, default=Path(os.environ.get("WHISPER_DIR", "/work/data/whisper-base")))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--keep", type=Path, help="keep the first wavs of every source here")
-    ap.add_argument("--json", type=Path, help="also write the results here (tools/voice/export.py reads it)")
+    ap.add_argument("--json", type=Path, help="merge the results into this file (tools/voice/export.py reads "
+                    "/work/data/voice/intelligibility.json)")
     args = ap.parse_args()
     try:
         from faster_whisper import WhisperModel
@@ -205,7 +206,13 @@ def main():
 
             with safe_open(str(args.voice / "acoustic.safetensors"), "pt") as f:
                 step = (f.metadata() or {}).get("step")
-        args.json.write_text(json.dumps({"voice_step": step, "results": results}, indent=1), encoding="utf-8")
+        # Rows of sources not measured in this run are kept, so the teacher needs scoring only once.
+        measured = {(r["source"], r["set"]) for r in results}
+        previous = json.loads(args.json.read_text(encoding="utf-8")) if args.json.exists() else {}
+        kept = [r for r in previous.get("results", []) if (r["source"], r["set"]) not in measured]
+        if step is None:
+            step = previous.get("voice_step")
+        args.json.write_text(json.dumps({"voice_step": step, "results": kept + results}, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

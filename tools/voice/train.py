@@ -172,6 +172,10 @@ def main():
     CKPT.mkdir(parents=True, exist_ok=True)
 
     model = SamBert(student_params())
+    with torch.no_grad():
+        # The duration head ends in a ReLU: start it at a typical log(frames + 1) (~8 frames) so it
+        # cannot begin dead (all outputs 0, no gradient), which happened with the default init.
+        model.variance_adaptor.duration_predictor.fc.bias.fill_(math.log(9.0))
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-9)
     step = 0
     last = CKPT / "last.pt"
