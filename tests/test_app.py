@@ -18,7 +18,7 @@ import soundfile
 from conftest_app import app_server  # noqa: F401  (session fixture: the server subprocess)
 
 TEXT = "你好，欢迎使用语音合成服务。"
-LONG_TEXT = "今天天气很好，我们一起去公园散步。" * 8
+LONG_TEXT = "今天天气很好，我们一起去公园散步。" * 4
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (apt install ffmpeg)")
 
 
@@ -166,9 +166,9 @@ def test_speech_streams_before_synthesis_ends(app_server, fmt):  # noqa: F811
     total = time.perf_counter() - start
     assert first
     assert running_then == 1  # the request was still synthesizing when its first bytes had arrived
-    assert first_at < total / 3, (first_at, total)
+    assert first_at < total / 2, (first_at, total)
     if fmt == "pcm":
-        assert len(first) + len(rest) > 10 * 2 * voice_of(app_server)["sample_rate"]  # more than 10 s of audio
+        assert len(first) + len(rest) > 5 * 2 * voice_of(app_server)["sample_rate"]  # more than 5 s of audio
 
 
 def test_bad_requests_get_clear_400s_and_the_server_goes_on(app_server):  # noqa: F811
@@ -287,7 +287,7 @@ def test_beyond_the_queue_bound_the_api_answers_429(app_server):  # noqa: F811
             pass
 
     # minutes of audio: more than the socket buffers take, so the first request holds its slot
-    threads = [threading.Thread(target=hold, args=(LONG_TEXT * 8 if i == 0 else TEXT,)) for i in range(5)]
+    threads = [threading.Thread(target=hold, args=(LONG_TEXT * 16 if i == 0 else TEXT,)) for i in range(5)]
     for t in threads:
         t.start()
         time.sleep(0.1)
