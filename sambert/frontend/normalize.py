@@ -12,7 +12,10 @@ before a range), each one a regex with a function that writes the reading.
 import re
 import unicodedata
 
-import zhconv
+import opencc
+
+# OpenCC's phrase-aware traditional -> simplified tables (幹什麼 -> 干什么, but 不干你事 stays 干).
+_TO_SIMPLIFIED = opencc.OpenCC("t2s")
 
 DIGITS = "零一二三四五六七八九"
 # Bare "2" before a measure word is read 两 (两个, 两天); dates and ranks keep 二 (二月, 二号, 二楼).
@@ -344,7 +347,7 @@ def _clean(text):
     text = text.translate(_FULLWIDTH)
     text = "".join(_VULGAR.get(ch, ch) for ch in text)
     text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zs", "Zl", "Zp") else ch for ch in text)
-    return zhconv.convert(text, "zh-hans")
+    return _TO_SIMPLIFIED.convert(text)
 
 
 # Full-width ASCII (U+FF01..FF5E) and the ideographic space map to plain ASCII; full-width Chinese
