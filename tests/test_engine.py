@@ -2,18 +2,17 @@
 out-of-memory fallback. Runs on the CPU in seconds with the small KAN-TTS fixture voice."""
 
 import gc
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import KANTTS_REFERENCE
 from sambert import profiles
 from sambert.chunked_vocoder import ChunkedVocoder, context_of
 from sambert.profiles import ProfileError
 from sambert.timings import Span, to_srt
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kantts_16k_small.pt"
 
 
 def snr_db(reference, test):
@@ -92,14 +91,6 @@ SPEAKERS = ["F7", "F74", "FBYN", "FRXL", "M7", "xiaoyu"]
 TEXT = "今天天气很好。我们去公园散步吧！一共三点五公里。"
 
 
-@pytest.fixture(scope="module")
-def ref():
-    if not FIXTURE.is_file():
-        pytest.skip("reference fixtures (../shared/fixtures) not available")
-    torch.set_num_threads(1)
-    return torch.load(FIXTURE, weights_only=False)
-
-
 def fixture_voice(ref):
     from sambert.frontend.inventory import Inventory
     from sambert.models import KanttsHifiGan, SamBert
@@ -112,7 +103,7 @@ def fixture_voice(ref):
     vocoder.remove_weight_norm()
     return Voice(name="fixture", display_name="测试", sample_rate=16000, hop=200, speakers=SPEAKERS,
                  emotions=["neutral", "happy"], inventory=Inventory(tuple(SPEAKERS)), acoustic=acoustic.eval(),
-                 vocoder=vocoder.eval(), source=FIXTURE)
+                 vocoder=vocoder.eval(), source=KANTTS_REFERENCE)
 
 
 @pytest.fixture

@@ -2,14 +2,13 @@
 (../shared/fixtures, see its README), plus the streaming forms against the whole-sentence ones."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import FIXTURES
 from sambert.models import HifiGanV1, KanttsHifiGan, SamBert
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 TOL = 1e-4
 
 # KAN-TTS kantts/configs/sambert_16k.yaml Model.KanTtsSAMBERT.params, with ModelScope's vocabulary sizes.
@@ -36,15 +35,6 @@ HIFIGAN_16K = {
     "causal": True, "nonlinear_activation": "LeakyReLU", "nonlinear_activation_params": {"negative_slope": 0.1},
     "use_weight_norm": True,
 }
-
-
-@pytest.fixture(scope="module")
-def ref():
-    path = FIXTURES / "kantts_16k_small.pt"
-    if not path.is_file():
-        pytest.skip("reference fixtures (../shared/fixtures) not available")
-    torch.set_num_threads(1)
-    return torch.load(path, weights_only=False)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ format, the `voices` CLI, and a clear VoiceError for each kind of bad input."""
 
 import collections
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,17 +12,7 @@ from sambert import voices
 from sambert.__main__ import main
 from sambert.voices import VoiceError
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 VOCAB_KEYS = ("sy", "tone", "syllable_flag", "word_segment", "emotion", "speaker")
-
-
-@pytest.fixture(scope="module")
-def ref():
-    path = FIXTURES / "kantts_16k_small.pt"
-    if not path.is_file():
-        pytest.skip("reference fixtures (../shared/fixtures) not available")
-    torch.set_num_threads(1)
-    return torch.load(path, weights_only=False)
 
 
 def write_voice(root, name, ref, speaker_list="F7,F74,FBYN,FRXL,M7,xiaoyu"):
