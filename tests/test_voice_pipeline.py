@@ -1,4 +1,4 @@
-"""The default-voice pipeline's data logic (tools/voice): corpus filter, teacher tokens, unit alignment."""
+"""The default-voice pipeline's logic (tools/voice): corpus filter, teacher tokens, unit alignment, schedule."""
 
 import sys
 from pathlib import Path
@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "voice"))
 import corpus  # noqa: E402
 import features  # noqa: E402
 import teacher  # noqa: E402
+import train  # noqa: E402
 
 from sambert.frontend import Frontend  # noqa: E402
 
@@ -81,3 +82,13 @@ def test_cumulative_rounding_sums_to_the_target_length():
     # No drift: each boundary within one target frame of its exact time.
     exact = np.cumsum(frames) * 300 / 24000 * 22050 / 256
     assert np.abs(np.cumsum(d)[:-1] - exact[:-1]).max() <= 0.5 + 1e-9
+
+
+def test_learning_rate_warms_up_decays_and_cools_down_to_zero():
+    lr = [train.learning_rate(step, 1e-3, 300, anneal_from=8000, last_step=10000) for step in range(1, 10001)]
+    assert lr[299] == pytest.approx(1e-3) and max(lr) == lr[299]
+    assert lr[1999] == pytest.approx(1e-3 * (300 / 2000) ** 0.5)
+    cool_down = lr[7999:]
+    assert cool_down[0] == pytest.approx(train.learning_rate(8000, 1e-3, 300)) and cool_down[-1] == 0.0
+    assert all(a > b for a, b in zip(cool_down, cool_down[1:]))
+    assert train.learning_rate(9000, 1e-3, 300) > lr[8999]  # without a cool-down the rate stays up

@@ -10,6 +10,7 @@ held-out mel L1 (post-net, teacher durations). Every --sample-every steps: one h
 synthesised free-running (infer + universal HiFi-GAN) to /work/data/voice/samples/step_N.wav.
 
     nohup python tools/voice/train.py > /work/data/voice/train.log 2>&1 &     (resumes by itself)
+    python tools/voice/train.py --anneal-from 14000 --steps 17000                 (cool down to the end)
 """
 
 import argparse
@@ -113,8 +114,13 @@ def losses(model, batch):
     }
 
 
-def learning_rate(step, peak, warmup):
+def learning_rate(step, peak, warmup, anneal_from=None, last_step=None):
+    """Linear warm-up, inverse-square-root decay; from `anneal_from` on, a linear fall to zero at
+    `last_step` (a short cool-down at the end of a run settles the weights a noisy CPU batch keeps moving)."""
     step = max(step, 1)
+    if anneal_from is not None and step > anneal_from:
+        fraction_left = max(last_step - step, 0) / max(last_step - anneal_from, 1)
+        return learning_rate(anneal_from, peak, warmup) * fraction_left
     return peak * min(step / warmup, math.sqrt(warmup / step))
 
 
@@ -161,6 +167,7 @@ def main():
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--anneal-from", type=int, help="from this step, the learning rate falls linearly to 0 at --steps")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--ckpt-every", type=int, default=200)
@@ -205,7 +212,7 @@ def main():
                 break
             batch = collate(batch_examples)
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step + 1, args.lr, args.warmup)
+                group["lr"] = learning_rate(step + 1, args.lr, args.warmup, args.anneal_from, args.steps)
             parts = losses(model, batch)
             loss = sum(parts.values())
             optimizer.zero_grad(set_to_none=True)
