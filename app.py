@@ -4,7 +4,8 @@
 
 One process serves the Gradio UI at / and the HTTP API (/v1/audio/speech, /v1/voices, /healthz,
 /metrics; see sambert/server/api.py). Host and port also come from GRADIO_SERVER_NAME/PORT, the
-voices from SAMBERT_MODEL_DIR, optional login from SAMBERT_AUTH=user:pass.
+voices from SAMBERT_MODEL_DIR, optional login from SAMBERT_AUTH=user:pass, the speech API's per-client
+rate limit from SAMBERT_RATE_LIMIT (e.g. 30/minute; off).
 """
 
 import argparse
@@ -20,7 +21,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
 
-from sambert.server import Service, auth_from_env  # noqa: E402
+from sambert.server import Service, auth_from_env, ratelimit  # noqa: E402
 from sambert.server.limiter import Busy  # noqa: E402
 from sambert.server.service import EMOTION_NAMES  # noqa: E402
 from sambert.timings import to_srt  # noqa: E402
@@ -189,6 +190,9 @@ def main(argv=None):
     parser.add_argument("--device", help="run every model on this device (cpu, cuda)")
     parser.add_argument("--max-queue", type=int, default=int(os.environ.get("SAMBERT_MAX_QUEUE", "16")),
                         help="requests that may wait for a synthesis slot before new ones are refused")
+    parser.add_argument("--rate-limit", default=os.environ.get("SAMBERT_RATE_LIMIT", ratelimit.DEFAULT),
+                        help="speech API requests per client, e.g. 30/minute, or off "
+                        f"(default: $SAMBERT_RATE_LIMIT or {ratelimit.DEFAULT})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -199,10 +203,11 @@ def main(argv=None):
 
     try:
         auth = auth_from_env()
+        ratelimit.parse(args.rate_limit)
         engine = Engine(profile=args.profile, model_dir=args.model_dir, device=args.device)
     except (ValueError, VoiceError) as err:
         parser.exit(2, f"error: {err}\n")
-    service = Service(engine, max_waiting=args.max_queue, auth=auth)
+    service = Service(engine, max_waiting=args.max_queue, auth=auth, rate_limit=args.rate_limit)
     app = create_app(service, args.max_queue)
     print(f"sambert serving on http://{args.host}:{args.port} ({engine.describe()})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5)

@@ -99,7 +99,9 @@ def _read_ffmpeg(path, max_seconds):
     done = subprocess.run(cmd, capture_output=True, timeout=60)
     if done.returncode != 0 or not done.stdout:
         reason = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no audio stream"]
-        raise ReferenceAudioError(f"reference audio {path.name!r} is not a readable audio file ({reason[0]})")
+        # ffmpeg names the file by its full path: keep the server's folders out of a message users see
+        reason = reason[0].replace(str(path), path.name)
+        raise ReferenceAudioError(f"reference audio {path.name!r} is not a readable audio file ({reason})")
     audio = np.frombuffer(done.stdout, np.int16).astype(np.float32) / 32768
     if len(audio) > max_seconds * RATE:
         raise ReferenceAudioError(f"reference audio {path.name!r} is longer than the limit of {max_seconds:g} s")

@@ -8,7 +8,8 @@
     GET  /metrics           Prometheus text
 
 Errors are JSON in OpenAI's shape, {"error": {"message", "type", "param"}}: 400 for bad input, 401
-without credentials (when SAMBERT_AUTH is set), 429 when the queue is full.
+without credentials (when SAMBERT_AUTH is set), 413 for a body over MAX_BODY_BYTES, 429 when the queue
+is full or a client is over its rate limit (ratelimit.py), with Retry-After.
 """
 
 import base64
@@ -24,6 +25,11 @@ from starlette.exceptions import HTTPException
 
 from sambert.server.encode import FORMATS, check_format, encode
 from sambert.server.limiter import Busy
+from sambert.server.ratelimit import client_of, retry_after
+
+# Room for the longest text a profile accepts (5000 characters, as JSON \u escapes ~30 KB) many times over,
+# so an over-long text still gets its clear "too long" message; a body larger than this is not read at all.
+MAX_BODY_BYTES = 1 << 20
 
 
 class SpeechRequest(BaseModel):
@@ -47,14 +53,18 @@ class ApiError(Exception):
 
 def create_api(service):
     app = FastAPI(title="sambert", docs_url="/v1/docs", redoc_url=None, openapi_url="/v1/openapi.json")
+    app.add_middleware(BodyLimit, prefix="/v1/", limit=MAX_BODY_BYTES)
 
     @app.exception_handler(ApiError)
     async def api_error(request, err):
         return _error(err.status, err.message, err.kind, err.param, err.headers)
 
     @app.exception_handler(HTTPException)
-    async def http_error(request, err):  # FastAPI's own (e.g. a body that is not UTF-8), in our error shape
-        return _error(err.status_code, str(err.detail), headers=err.headers)
+    async def http_error(request, err):  # FastAPI's own, in our error shape
+        message = str(err.detail)
+        if message == "There was an error parsing the body":  # FastAPI's words for a body that is not UTF-8
+            message = "request body is not valid UTF-8 JSON (there was an error parsing the body)"
+        return _error(err.status_code, message, headers=err.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request, err):
@@ -83,7 +93,18 @@ def create_api(service):
         raise ApiError(401, "authentication required: HTTP basic auth (user:password) or Bearer <password>",
                        kind="authentication_error", headers={"WWW-Authenticate": 'Basic realm="sambert"'})
 
-    @app.post("/v1/audio/speech", dependencies=[Depends(authorized)])
+    def within_rate(request: Request):
+        client = client_of(request.client.host if request.client else None, request.headers.get("x-forwarded-for"))
+        if service.rate_limit is None or client is None:
+            return
+        wait = service.rate_limit.check(client)
+        if wait:
+            service.metrics.record("speech", "rate_limited")
+            seconds = retry_after(wait)
+            raise ApiError(429, f"rate limit: at most {service.rate_limit_spec} per client; try again in {seconds} s",
+                           kind="rate_limit_error", headers={"Retry-After": seconds})
+
+    @app.post("/v1/audio/speech", dependencies=[Depends(authorized), Depends(within_rate)])
     async def speech(body: SpeechRequest):
         try:
             fmt = check_format(body.response_format)
@@ -115,6 +136,33 @@ def create_api(service):
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     return app
+
+
+class BodyLimit:
+    """Refuses request bodies over `limit` bytes under `prefix` with 413, before or while reading them
+    (a Content-Length that says too much, or a chunked body that turns out too long)."""
+
+    def __init__(self, app, prefix, limit):
+        self.app, self.prefix, self.limit = app, prefix, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            return await self.app(scope, receive, send)
+        too_large = f"request body over the limit of {self.limit // 1024} KiB"
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await _error(413, too_large)(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise HTTPException(413, too_large)
+            return message
+
+        await self.app(scope, counted, send)
 
 
 class ClosingStream(StreamingResponse):

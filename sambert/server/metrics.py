@@ -37,7 +37,8 @@ class Histogram:
 class Metrics:
     def __init__(self):
         self._lock = threading.Lock()
-        self.requests = Counter()  # (endpoint, outcome) -> n; outcome: ok | bad_request | busy | error | cancelled
+        # (endpoint, outcome) -> n; outcome: ok | bad_request | busy | rate_limited | error | cancelled
+        self.requests = Counter()
         self.latency = {}  # endpoint -> Histogram of whole-request seconds
         self.first_audio = {}  # endpoint -> Histogram of time to first audio
         self.peak_memory_bytes = 0

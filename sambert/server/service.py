@@ -2,26 +2,33 @@
 style transfer. Both paths start a request with `Service.open()` and iterate the returned `Job`.
 """
 
+import re
 import threading
 import time
 
 from sambert import reference
+from sambert.server import ratelimit
 from sambert.server.limiter import Busy, Limiter
 from sambert.server.metrics import Metrics
 
 EMOTION_NAMES = {"neutral": "中性", "happy": "开心", "angry": "生气", "sad": "悲伤", "fear": "害怕",
                  "hate": "厌恶", "surprise": "惊讶", "arousal": "激昂"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Read by every voice to measure its own neutral style, the baseline a reference recording is compared to.
 CALIBRATION_TEXT = "今天天气很好，我们一起去公园散散步，顺便买点水果回家。"
 
 
 class Service:
-    def __init__(self, engine, max_waiting=16, wait_timeout=None, auth=None):
+    def __init__(self, engine, max_waiting=16, wait_timeout=None, auth=None, rate_limit=None):
         self.engine = engine
         self.limiter = Limiter(engine.profile.max_concurrent_requests, max_waiting)
         self.metrics = Metrics()
         self.wait_timeout = wait_timeout  # seconds a request may wait for a slot (None: as long as it takes)
         self.auth = auth  # (user, password) or None
+        # Per-client request rate on the HTTP API: a spec such as "120/minute", or None for no limit.
+        self.rate_limit_spec = rate_limit
+        parsed = ratelimit.parse(rate_limit) if rate_limit else None
+        self.rate_limit = ratelimit.RateLimit(*parsed) if parsed else None
         self.ui_queue_depth = None  # set by the UI: a callable giving the length of Gradio's queue
         self._neutral = {}
         self._neutral_lock = threading.Lock()
@@ -38,6 +45,10 @@ class Service:
         ReferenceAudioError) for bad input; both are counted in the metrics.
         """
         started = time.perf_counter()
+        if isinstance(text, str) and _SURROGATE.search(text):
+            # JSON may escape one half of a UTF-16 pair (\ud800); no part of the engine can encode it
+            self.metrics.record(endpoint, "bad_request")
+            raise ValueError("text contains an invalid character (an unpaired UTF-16 surrogate); send valid Unicode")
         try:
             slot = self.limiter.acquire(self.wait_timeout)
         except Busy:
