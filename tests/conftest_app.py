@@ -78,7 +78,7 @@ def _model_dir_args(workdir):
     pytest.skip("no voice to serve: no bundled voice in assets/voices and no ../shared/fixtures")
 
 
-def start_server(extra_env=None):
+def start_server(extra_env=None, extra_args=()):
     """A fresh app server process (stop it with stop_server); the session fixture shares one."""
     workdir = Path(tempfile.mkdtemp(prefix="sambert-app-test-"))
     port = free_port()
@@ -92,7 +92,7 @@ def start_server(extra_env=None):
     headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
     log = workdir / "server.log"
     cmd = [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port), "--max-queue", "4",
-           *_model_dir_args(workdir)]
+           *_model_dir_args(workdir), *extra_args]
     process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     atexit.register(stop_server, process)
     url = f"http://127.0.0.1:{port}"
