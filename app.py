@@ -9,10 +9,12 @@ rate limit from SAMBERT_RATE_LIMIT (e.g. 30/minute; off).
 """
 
 import argparse
+import io
 import logging
 import os
 import tempfile
 import time
+import wave
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -50,7 +52,7 @@ def build_ui(service):
         return [(f"{EMOTION_NAMES.get(e, e)} {e}", e) for e in voice["emotions"]]
 
     def run(endpoint, text, voice, emotion, reference_audio, speed, pitch, volume, progress, stream):
-        """Synthesize, writing the WAV as it comes; yields (sample rate, int16) pieces when `stream`;
+        """Synthesize, writing the WAV as it comes; yields WAV pieces (bytes) when `stream`;
         returns (wav path, srt path, status line)."""
         try:
             job = service.open(endpoint, text, voice=voice, emotion=emotion, reference_audio=reference_audio or None,
@@ -69,13 +71,13 @@ def build_ui(service):
                     pending.append(chunk)
                     gathered = sum(map(len, pending)) / job.sample_rate
                     if stream and (updates < EAGER_UPDATES or gathered >= STREAM_SECONDS):
-                        yield job.sample_rate, _int16(pending)
+                        yield _wav_bytes(pending, job.sample_rate)
                         pending, updates = [], updates + 1
                     progress((min(job.stats.sentences, expected), expected), desc="合成中", unit="句")
             except ValueError as err:  # refused later on, e.g. a sentence the frontend cannot read
                 raise gr.Error(str(err)) from None
             if stream and pending:
-                yield job.sample_rate, _int16(pending)
+                yield _wav_bytes(pending, job.sample_rate)
         synthesis = job.synthesis
         srt_path = wav_path.with_suffix(".srt")
         srt_path.write_text(to_srt(synthesis.sentences, synthesis.words_by_sentence), encoding="utf-8")
@@ -159,8 +161,19 @@ def _status(engine, stats=None):
     return line + "".join(f" · {f}" for f in stats.fallbacks)
 
 
-def _int16(chunks):
-    return (np.clip(np.concatenate(chunks), -1, 1) * 32767).astype(np.int16)
+def _wav_bytes(chunks, sample_rate):
+    """The chunks as one 16-bit mono WAV in memory. Gradio streams bytes as they are; a (rate, samples)
+    update would go through a cache file named by the samples' hash, which identical requests running
+    together write and read at the same time (intermittent ffmpeg decode failures; see
+    benchmarks/stream_storm.py)."""
+    samples = (np.clip(np.concatenate(chunks), -1, 1) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(sample_rate)
+        wav.writeframes(samples.tobytes())
+    return buffer.getvalue()
 
 
 def _output_path(suffix):
