@@ -210,3 +210,26 @@ def test_rate_limit_per_client_answers_429_with_retry_after(strict_server):
         assert speech(strict_server, "好。")[0] == 200
     with urllib.request.urlopen(strict_server.url + "/metrics", timeout=10) as r:
         assert 'outcome="rate_limited"' in r.read().decode()
+
+
+@pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not installed (apt install caddy)")
+def test_behind_caddy_the_limit_counts_the_real_client_not_a_header_it_sends(strict_server, tmp_path):
+    """Caddy replaces a client's own X-Forwarded-For with the address it sees, so forging the header
+    cannot buy a fresh allowance: all these requests are one client (127.0.0.1) to the app."""
+    from test_caddy import Caddy
+
+    proxy = Caddy(f"127.0.0.1:{strict_server.port}", tmp_path)
+    try:
+        outcomes = []
+        for forged in ("198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"):
+            request = urllib.request.Request(proxy.url + "/v1/audio/speech", headers={
+                "Content-Type": "application/json", "X-Forwarded-For": forged},
+                data=json.dumps({"input": "好。", "response_format": "pcm"}).encode())
+            try:
+                with urllib.request.urlopen(request, timeout=60, context=proxy.context) as r:
+                    outcomes.append(r.status)
+            except urllib.error.HTTPError as err:
+                outcomes.append(err.code)
+        assert outcomes == [200, 200, 200, 429]
+    finally:
+        proxy.stop()
