@@ -54,7 +54,8 @@ class Client:
             return f"error: {err}", None, None, 0
 
 
-def run(client, total, concurrency):
+def run(client, total, concurrency, pid=None, rss_trace=None):
+    """Outcomes of `total` requests from `concurrency` clients; the app's RSS every quarter into `rss_trace`."""
     issued = itertools.count()
     results, lock = [], threading.Lock()
 
@@ -63,6 +64,8 @@ def run(client, total, concurrency):
             outcome = client.speech(TEXTS[i % len(TEXTS)])
             with lock:
                 results.append(outcome)
+                if pid and rss_trace is not None and len(results) % max(1, total // 4) == 0:
+                    rss_trace.append((len(results), rss_bytes(pid)))
             if outcome[0] in ("busy", "rate_limited"):
                 time.sleep(1)  # an impatient client (Retry-After says more): tries again soon, with the next text
 
@@ -85,7 +88,7 @@ def main():
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--max-queue", type=int, default=16, help="the app's waiting line (beyond it: 429 busy)")
     parser.add_argument("--rate-limit", default="off", help="the app's per-client rate limit")
-    parser.add_argument("--warm-up", type=int, default=24, help="requests (from all clients) before the first "
+    parser.add_argument("--warm-up", type=int, default=48, help="requests (from all clients) before the first "
                         "memory reading")
     parser.add_argument("--url", help="a running Caddy (or app) instead of starting both; no RSS figures then")
     args = parser.parse_args()
@@ -103,7 +106,8 @@ def main():
     rss_warm = rss_bytes(app_pid) if app_pid else None
 
     started = time.perf_counter()
-    results = run(client, args.requests, args.clients)
+    trace = []
+    results = run(client, args.requests, args.clients, app_pid, trace)
     seconds = time.perf_counter() - started
     rss_after = rss_bytes(app_pid) if app_pid else None
 
@@ -118,7 +122,8 @@ def main():
         print("  error:", e)
     if rss_warm:
         print(f"  app RSS after warm-up {rss_warm / 2**20:.0f} MiB, after the run {rss_after / 2**20:.0f} MiB "
-              f"({100 * (rss_after - rss_warm) / rss_warm:+.1f}%)")
+              f"({100 * (rss_after - rss_warm) / rss_warm:+.1f}%); during the run: "
+              + ", ".join(f"{n}: {rss / 2**20:.0f}" for n, rss in trace))
     ok = [r for r in results if r[0] == "ok"]
     if ok:
         print(f"  time to first byte: {percentiles([r[1] for r in ok])}")
