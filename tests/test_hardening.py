@@ -60,15 +60,15 @@ SPOKEN_CASES = [("emoji mixed in", "你好😀，世界🎉。"), ("control char
 BODY_CASES = [
     ("invalid UTF-8", b'{"input": "\xff\xfe\xe4\xbd"}', "application/json", 400, "not valid UTF-8 JSON"),
     ("malformed JSON", b"{not json", "application/json", 400, "not valid JSON"),
-    ("empty body", b"", "application/json", 400, "body: Field required"),
-    ("JSON array", b"[1, 2]", "application/json", 400, "valid dictionary"),
+    ("empty body", b"", "application/json", 400, "request body must be a JSON object"),
+    ("JSON array", b"[1, 2]", "application/json", 400, "request body must be a JSON object"),
     ("deeply nested JSON", b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "not valid UTF-8 JSON"),
     ("input a number", b'{"input": 42}', "application/json", 400, "input: Input should be a valid string"),
     ("input missing", b'{"voice": "x"}', "application/json", 400, "input: Field required"),
     ("speed a word", b'{"input": "\\u4f60\\u597d", "speed": "fast"}', "application/json", 400, "speed: Input should"),
     ("unknown format", b'{"input": "\\u4f60\\u597d", "response_format": "ogg"}', "application/json", 400,
      "valid formats: wav, pcm, mp3, flac, opus"),
-    ("not JSON content type", b'{"input": "\\u4f60\\u597d"}', "text/plain", 400, "body"),
+    ("not JSON content type", b'{"input": "\\u4f60\\u597d"}', "text/plain", 400, "Content-Type: application/json"),
 ]
 
 

@@ -73,6 +73,9 @@ def create_api(service):
             return _error(400, "request body is not valid JSON (send UTF-8 JSON with Content-Type: application/json)")
         first = problems[0]
         field = ".".join(str(part) for part in first.get("loc", ())[1:]) or "body"
+        if field == "body":  # no body, or one that is not a JSON object (a list, or sent as text/plain)
+            return _error(400, 'request body must be a JSON object such as {"input": "你好"} '
+                          "(Content-Type: application/json)", param=field)
         return _error(400, f"{field}: {first.get('msg', 'invalid value')}", param=field)
 
     def authorized(request: Request):
