@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "voice"))
@@ -92,3 +93,26 @@ def test_learning_rate_warms_up_decays_and_cools_down_to_zero():
     assert cool_down[0] == pytest.approx(train.learning_rate(8000, 1e-3, 300)) and cool_down[-1] == 0.0
     assert all(a > b for a, b in zip(cool_down, cool_down[1:]))
     assert train.learning_rate(9000, 1e-3, 300) > lr[8999]  # without a cool-down the rate stays up
+
+
+def test_teacher_shards_split_the_requested_sentences_between_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(teacher, "CORPUS", tmp_path)
+    for split, n in (("heldout", 5), ("train", 20)):
+        lines = [f'{{"id": "{split}_{i:06d}"}}\n' for i in range(n)]
+        (tmp_path / f"{split}.jsonl").write_text("".join(lines), encoding="utf-8")
+    shards = [[r["id"] for r in teacher.records(start=8, limit=15, shard=k, shards=3)] for k in range(3)]
+    ids = sorted(i for shard in shards for i in shard)
+    assert ids == [f"heldout_{i:06d}" for i in range(5)] + [f"train_{i:06d}" for i in range(8, 15)]
+    assert len(ids) == len(set(ids)) and all(shards)
+
+
+def test_the_bundled_voice_is_a_student_training_can_continue_from():
+    from safetensors.torch import load_file
+
+    from sambert.models import SamBert
+    from sambert.voices import FIXED_TABLES, load_strict
+
+    weights = Path(__file__).resolve().parents[1] / "assets" / "voices" / "default_female" / "acoustic.safetensors"
+    model = SamBert(train.student_params())
+    load_strict(model, load_file(weights), weights, optional=FIXED_TABLES)
+    assert all(p.dtype == torch.float32 for p in model.parameters())

