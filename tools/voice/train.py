@@ -11,8 +11,8 @@ synthesised free-running (infer + universal HiFi-GAN) to /work/data/voice/sample
 
     nohup python tools/voice/train.py > /work/data/voice/train.log 2>&1 &     (resumes by itself)
     python tools/voice/train.py --anneal-from 14000 --steps 17000                 (cool down to the end)
-    python tools/voice/train.py --init-from assets/voices/default_female --init-step 14600
-        (no checkpoint left: continue from the bundled voice's weights with a fresh optimiser)
+    python tools/voice/train.py --init-from assets/voices/default_female
+        (no checkpoint left: continue from the bundled voice's weights and step with a fresh optimiser)
 """
 
 import argparse
@@ -171,9 +171,8 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--anneal-from", type=int, help="from this step, the learning rate falls linearly to 0 at --steps")
-    ap.add_argument("--init-from", type=Path, help="a bundled voice to start from when there is no checkpoint")
-    ap.add_argument("--init-step", type=int, default=0,
-                    help="the step that voice was trained to: the learning-rate schedule goes on from there")
+    ap.add_argument("--init-from", type=Path, help="a bundled voice to start from when there is no checkpoint "
+                    "(at the step export.py recorded, so the learning-rate schedule goes on from there)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--ckpt-every", type=int, default=200)
@@ -199,11 +198,13 @@ def main():
         step = state["step"]
         print(f"resumed from {last} at step {step}", flush=True)
     elif args.init_from:
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         weights = args.init_from / "acoustic.safetensors"
         load_strict(model, load_file(weights), weights, optional=FIXED_TABLES)  # fp16 -> fp32 on copy
-        step = args.init_step
+        with safe_open(str(weights), "pt") as f:
+            step = int((f.metadata() or {}).get("step", 0))
         print(f"initialised from {weights} at step {step}", flush=True)
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
