@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools" / "voice"))
 
 from _asr import clean, edit_distance, transcribe, whisper_model  # noqa: E402
+from common import bundle_step  # noqa: E402  (tools/voice)
 from sambert.frontend import Frontend  # noqa: E402
 from sambert.melspec import universal_mel  # noqa: E402
 from sambert.models import load_universal_hifigan  # noqa: E402
@@ -175,12 +176,7 @@ def main():
                 print(f"{set_name:8s} {name:10s} n={r['n']:3d}  CER {100 * r['cer']:5.1f}%  PER {100 * r['per']:5.1f}%",
                       flush=True)
     if args.json:
-        step = None
-        if voice is not None:
-            from safetensors import safe_open
-
-            with safe_open(str(args.voice / "acoustic.safetensors"), "pt") as f:
-                step = (f.metadata() or {}).get("step")
+        step = bundle_step(args.voice) if voice is not None else None
         # Rows of sources not measured in this run are kept, so the teacher needs scoring only once.
         measured = {(r["source"], r["set"]) for r in results}
         previous = json.loads(args.json.read_text(encoding="utf-8")) if args.json.exists() else {}

@@ -112,7 +112,8 @@ def test_the_bundled_voice_is_a_student_training_can_continue_from():
     from sambert.models import SamBert
     from sambert.voices import FIXED_TABLES, load_strict
 
-    weights = Path(__file__).resolve().parents[1] / "assets" / "voices" / "default_female" / "acoustic.safetensors"
+    bundle = Path(__file__).resolve().parents[1] / "assets" / "voices" / "default_female"
     model = SamBert(train.student_params())
-    load_strict(model, load_file(weights), weights, optional=FIXED_TABLES)
+    load_strict(model, load_file(bundle / "acoustic.safetensors"), bundle, optional=FIXED_TABLES)
     assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert train.bundle_step(bundle) > 0  # --init-from resumes the learning-rate schedule at this step

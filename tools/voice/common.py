@@ -26,3 +26,12 @@ def write_json(path, obj):
     tmp = Path(str(path) + ".tmp")
     tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
     tmp.replace(path)
+
+
+def bundle_step(bundle):
+    """The training step export.py recorded in a bundled voice's weights (None if it recorded none)."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(bundle) / "acoustic.safetensors"), "pt") as f:
+        step = (f.metadata() or {}).get("step")
+    return int(step) if step is not None else None

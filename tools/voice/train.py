@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from common import CKPT, FEATURES, SAMPLES  # noqa: E402
+from common import CKPT, FEATURES, SAMPLES, bundle_step  # noqa: E402
 from student import student_params  # noqa: E402
 
 from sambert.models import SamBert, load_universal_hifigan  # noqa: E402
@@ -198,13 +198,11 @@ def main():
         step = state["step"]
         print(f"resumed from {last} at step {step}", flush=True)
     elif args.init_from:
-        from safetensors import safe_open
         from safetensors.torch import load_file
 
         weights = args.init_from / "acoustic.safetensors"
         load_strict(model, load_file(weights), weights, optional=FIXED_TABLES)  # fp16 -> fp32 on copy
-        with safe_open(str(weights), "pt") as f:
-            step = int((f.metadata() or {}).get("step", 0))
+        step = bundle_step(args.init_from) or 0
         print(f"initialised from {weights} at step {step}", flush=True)
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
