@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
 
 from sambert.server import Service, auth_from_env, ratelimit  # noqa: E402
+from sambert.server.ffmpeg import ensure_ffmpeg  # noqa: E402
 from sambert.server.limiter import Busy  # noqa: E402
 from sambert.server.service import EMOTION_NAMES  # noqa: E402
 from sambert.timings import to_srt  # noqa: E402
@@ -35,6 +36,8 @@ KEEP_OUTPUT_SECONDS = 3600
 # least STREAM_SECONDS (fewer, longer segments play with fewer gaps).
 EAGER_UPDATES = 3
 STREAM_SECONDS = 0.5
+NO_FFMPEG_NOTICE = "合成中…（未找到 ffmpeg，无法边合成边播放：合成完成后播放完整音频）"
+NO_FFMPEG_NOTICE_DONE = "未找到 ffmpeg：播放的是完整音频（没有边合成边播放）"
 EXAMPLES = [
     "欢迎使用语音合成服务，输入中文文本即可听到自然流畅的朗读。",
     "今天是2024年3月15日，北京气温12℃，空气质量良好。",
@@ -42,7 +45,7 @@ EXAMPLES = [
 ]
 
 
-def build_ui(service):
+def build_ui(service, stream_audio=True):
     engine = service.engine
     voices = service.voices()
     limit = engine.profile.max_text_length
@@ -84,15 +87,21 @@ def build_ui(service):
         return str(wav_path), str(srt_path), _status(engine, job.stats)
 
     def speak(text, voice, emotion, reference_audio, speed, pitch, volume, progress=gr.Progress()):
-        pieces = run("ui", text, voice, emotion, reference_audio, speed, pitch, volume, progress, stream=True)
+        # Gradio closes a generator whose update failed to encode (or whose page went away) only once
+        # the generator's first update has gone out: it keeps the generator from then on, not before.
+        # So the first update carries no audio and the slot is taken after it; a failure later on
+        # closes this generator, and `finally` frees the slot.
+        yield None, None, None, "合成中…" if stream_audio else NO_FFMPEG_NOTICE  # clears the last results
+        pieces = run("ui", text, voice, emotion, reference_audio, speed, pitch, volume, progress,
+                     stream=stream_audio)
         try:
-            yield next(pieces), None, None, "合成中…"  # clears the last request's results
             while True:
                 yield next(pieces), gr.skip(), gr.skip(), gr.skip()
         except StopIteration as done:
-            yield gr.skip(), *done.value
+            wav_path, srt_path, status = done.value
+            yield gr.skip(), wav_path, srt_path, status if stream_audio else f"{status} · {NO_FFMPEG_NOTICE_DONE}"
         finally:
-            pieces.close()  # a page closed mid-stream: stop synthesizing and free the slot now
+            pieces.close()  # a page closed mid-stream, or an update that failed: stop and free the slot now
 
     def synthesize(text, voice, emotion, reference_audio, speed, pitch, volume, progress=gr.Progress()):
         pieces = run("ui", text, voice, emotion, reference_audio, speed, pitch, volume, progress, stream=False)
@@ -122,7 +131,9 @@ def build_ui(service):
                 button = gr.Button("合成", variant="primary", elem_id="speak")
             with gr.Column(scale=2):
                 stream_out = gr.Audio(label="实时播放", streaming=True, autoplay=True, elem_id="stream")
-                full_out = gr.Audio(label="完整音频 (WAV)", type="filepath", buttons=["download"], elem_id="full")
+                # without ffmpeg nothing streams: the finished WAV plays by itself instead
+                full_out = gr.Audio(label="完整音频 (WAV)", type="filepath", buttons=["download"], elem_id="full",
+                                    autoplay=not stream_audio)
                 srt_out = gr.File(label="字幕 (SRT)")
                 status = gr.Markdown(_status(engine), elem_id="status")
         gr.Examples([[e] for e in EXAMPLES], inputs=[text])
@@ -139,10 +150,10 @@ def build_ui(service):
     return demo
 
 
-def create_app(service, max_queue):
+def create_app(service, max_queue, stream_audio=True):
     from sambert.server.api import create_api
 
-    demo = build_ui(service)
+    demo = build_ui(service, stream_audio)
     demo.queue(default_concurrency_limit=service.limiter.concurrency, max_size=max_queue)
     service.ui_queue_depth = lambda: len(demo._queue)  # Gradio's Queue has a length, not a public handle
     return gr.mount_gradio_app(create_api(service), demo, path="/", auth=service.auth,
@@ -220,8 +231,14 @@ def main(argv=None):
         engine = Engine(profile=args.profile, model_dir=args.model_dir, device=args.device)
     except (ValueError, VoiceError) as err:
         parser.exit(2, f"error: {err}\n")
+    ffmpeg = ensure_ffmpeg()
+    if ffmpeg is None:
+        print("warning: ffmpeg not found (neither on PATH nor from the imageio-ffmpeg package): the page plays "
+              "the finished WAV instead of streaming, and the API offers only wav and pcm", flush=True)
     service = Service(engine, max_waiting=args.max_queue, auth=auth, rate_limit=args.rate_limit)
-    app = create_app(service, args.max_queue)
+    for name, seconds in service.warm_up():
+        print(f"warmed up {name} in {seconds:.1f} s", flush=True)
+    app = create_app(service, args.max_queue, stream_audio=ffmpeg is not None)
     print(f"sambert serving on http://{args.host}:{args.port} ({engine.describe()})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5)
 

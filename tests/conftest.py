@@ -6,6 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from sambert.server.ffmpeg import ensure_ffmpeg
+
+# The tests use ffmpeg the way the app does: the system's, else the build from requirements.txt, on PATH.
+ensure_ffmpeg()
+
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 KANTTS_REFERENCE = FIXTURES / "kantts_16k_small.pt"
 

@@ -12,8 +12,10 @@ without credentials (when SAMBERT_AUTH is set), 413 for a body over MAX_BODY_BYT
 is full or a client is over its rate limit (ratelimit.py), with Retry-After.
 """
 
+import asyncio
 import base64
 import secrets
+import threading
 
 import anyio
 from fastapi import Depends, FastAPI, Request
@@ -24,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from sambert.server.encode import FORMATS, check_format, encode
-from sambert.server.limiter import Busy
+from sambert.server.limiter import Busy, ClientGone
 from sambert.server.ratelimit import client_of, retry_after
 
 # Room for the longest text a profile accepts (5000 characters, as JSON \u escapes ~30 KB) many times over,
@@ -108,18 +110,24 @@ def create_api(service):
                            kind="rate_limit_error", headers={"Retry-After": seconds})
 
     @app.post("/v1/audio/speech", dependencies=[Depends(authorized), Depends(within_rate)])
-    async def speech(body: SpeechRequest):
+    async def speech(body: SpeechRequest, request: Request):
         try:
             fmt = check_format(body.response_format)
         except ValueError as err:
             raise ApiError(400, str(err), param="response_format") from None
+        gone = threading.Event()  # set when the client hangs up while the request waits for a slot
+        watcher = asyncio.create_task(_watch_disconnect(request, gone))
         try:
             job = await run_in_threadpool(service.open, "speech", body.input, voice=body.voice, emotion=body.emotion,
-                                          speed=body.speed, pitch=body.pitch, volume=body.volume)
+                                          speed=body.speed, pitch=body.pitch, volume=body.volume, gone=gone)
         except Busy as err:
             raise ApiError(429, str(err), kind="rate_limit_error", headers={"Retry-After": "5"}) from None
+        except ClientGone as err:
+            raise ApiError(499, str(err)) from None  # nobody reads it; the status shows in the access log
         except ValueError as err:
             raise ApiError(400, str(err)) from None
+        finally:
+            watcher.cancel()
         headers = {"X-Sample-Rate": str(job.sample_rate), "Cache-Control": "no-store",
                    "X-Accel-Buffering": "no"}  # tells nginx-style proxies not to buffer the stream
         return ClosingStream(encode(job, job.sample_rate, fmt), media_type=FORMATS[fmt][0], headers=headers)
@@ -186,6 +194,14 @@ class ClosingStream(StreamingResponse):
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._source.close)
+
+
+async def _watch_disconnect(request, gone):
+    """Sets `gone` once the client disconnects (the body is already read, so the next message the
+    server receives from it is the disconnect)."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(0.25)
+    gone.set()
 
 
 def _error(status, message, kind="invalid_request_error", param=None, headers=None):

@@ -7,10 +7,17 @@ worker threads on both paths.
 """
 
 import threading
+import time
+
+GONE_POLL_SECONDS = 0.25
 
 
 class Busy(Exception):
     """Every slot is taken and the waiting line is full."""
+
+
+class ClientGone(Exception):
+    """The requester disconnected before a slot was free."""
 
 
 class Limiter:
@@ -20,16 +27,26 @@ class Limiter:
         self.waiting = 0
         self._cond = threading.Condition()
 
-    def acquire(self, timeout=None):
-        """Wait for a slot and return it (release it once, or use it as a context manager)."""
+    def acquire(self, timeout=None, gone=None):
+        """Wait for a slot and return it (release it once, or use it as a context manager).
+
+        `gone`, if given, is an Event set when the requester went away while waiting: it then leaves
+        the line with ClientGone instead of taking a slot nobody will use."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             if self.active >= self.concurrency and self.waiting >= self.max_waiting:
                 raise Busy(f"server busy: {self.active} requests running and {self.waiting} waiting "
                            f"(limits {self.concurrency} and {self.max_waiting}); try again shortly")
             self.waiting += 1
             try:
-                if not self._cond.wait_for(lambda: self.active < self.concurrency, timeout):
-                    raise Busy(f"server busy: no synthesis slot freed within {timeout:g} s; try again shortly")
+                while self.active >= self.concurrency:
+                    if gone is not None and gone.is_set():
+                        raise ClientGone("the client went away while waiting for a synthesis slot")
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise Busy(f"server busy: no synthesis slot freed within {timeout:g} s; try again shortly")
+                    # a slot's release notifies; a client that goes is only noticed on the next poll
+                    self._cond.wait(GONE_POLL_SECONDS if left is None else min(left, GONE_POLL_SECONDS))
             finally:
                 self.waiting -= 1
             self.active += 1

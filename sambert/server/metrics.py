@@ -38,6 +38,7 @@ class Metrics:
     def __init__(self):
         self._lock = threading.Lock()
         # (endpoint, outcome) -> n; outcome: ok | bad_request | busy | rate_limited | error | cancelled
+        # (the consumer stopped early) | gone (left while waiting) | stalled (ended by the watchdog)
         self.requests = Counter()
         self.latency = {}  # endpoint -> Histogram of whole-request seconds
         self.first_audio = {}  # endpoint -> Histogram of time to first audio
@@ -59,11 +60,11 @@ class Metrics:
                      "# TYPE sambert_requests_total counter"]
             lines += [f'sambert_requests_total{{endpoint="{e}",outcome="{o}"}} {n}'
                       for (e, o), n in sorted(self.requests.items())]
-            lines += ["# HELP sambert_errors_total Requests that ended in an error (bad input, busy, failure).",
+            lines += ["# HELP sambert_errors_total Requests that ended in an error (bad input, busy, failure, stalled).",
                       "# TYPE sambert_errors_total counter"]
             errors = Counter()
             for (e, o), n in self.requests.items():
-                if o not in ("ok", "cancelled"):
+                if o not in ("ok", "cancelled", "gone"):
                     errors[e] += n
             lines += [f'sambert_errors_total{{endpoint="{e}"}} {n}' for e, n in sorted(errors.items())]
             for name, help_, table in (
