@@ -9,7 +9,7 @@
 from dataclasses import dataclass, field
 
 from . import g2p as _g2p
-from . import prosody, sandhi
+from . import polyphone, prosody, sandhi
 from .normalize import normalize as _normalize
 from .units import PinyinError, break_unit, word_units
 
@@ -66,21 +66,28 @@ def _merge_erhua(words, spoken):
 
 
 class Frontend:
-    """Text -> [Sentence]. Stateless apart from the lazily loaded segmenter; safe to share."""
+    """Text -> [Sentence]. Stateless apart from the lazily loaded segmenter and polyphone model; safe to share."""
 
     max_sentence_chars = prosody.MAX_SENTENCE_CHARS
 
     def sentences(self, text):
         normalised = normalize(text)
         pieces = prosody.split_sentences(normalised, self.max_sentence_chars, segment=_g2p.segment)
-        out = [self._sentence(piece) for piece in pieces]
+        # the polyphone model reads the whole text in one batched pass; each sentence gets its share
+        readings = polyphone.model().read(normalised)
+        out, offset = [], 0
+        for piece in pieces:
+            offset = normalised.index(piece, offset)
+            own = {k - offset: v for k in range(offset, offset + len(piece)) if (v := readings.get(k))}
+            out.append(self._sentence(piece, own))
+            offset += len(piece)
         out = [s for s in out if s.units]
         if not out:
             raise FrontendError(f"nothing to read in the text (after normalisation: {normalised!r:.80})")
         return out
 
-    def _sentence(self, text):
-        words = _g2p.analyze(text)
+    def _sentence(self, text, readings):
+        words = _g2p.analyze(text, readings)
         levels = prosody.breaks(words)
         spoken_words = [(w, lv) for w, lv in zip(words, levels) if w.kind != "punct" and w.syllables]
         if not spoken_words:
