@@ -2,7 +2,10 @@
 
     POST /v1/audio/speech   {"model": "sambert", "input": "你好。", "voice": "...", "response_format": "mp3",
                              "speed": 1.0}  (extensions: "emotion", "pitch", "volume")
-                            -> the audio, streamed as it is synthesized (chunked transfer)
+                            -> the audio, streamed as it is synthesized (chunked transfer); with
+                            "stream_format": "sse", server-sent events with base64 audio and word
+                            timings (sse.py; "timestamp_granularities": ["word", "char"])
+    WS   /v1/audio/speech/ws  text in pieces, audio and timings back as it is spoken (ws.py)
     GET  /v1/voices         installed voices with their emotions
     GET  /healthz           200 when the engine is loaded (for load balancers)
     GET  /metrics           Prometheus text
@@ -18,7 +21,7 @@ import secrets
 import threading
 
 import anyio
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
@@ -28,6 +31,10 @@ from starlette.exceptions import HTTPException
 from sambert.server.encode import FORMATS, check_format, encode
 from sambert.server.limiter import Busy, ClientGone
 from sambert.server.ratelimit import client_of, retry_after
+from sambert.server.sse import MEDIA_TYPE as SSE_MEDIA_TYPE
+from sambert.server.sse import sse_stream
+from sambert.server.timed import check_granularities
+from sambert.server.ws import Close, Session
 
 # Room for the longest text a profile accepts (5000 characters, as JSON \u escapes ~30 KB) many times over,
 # so an over-long text still gets its clear "too long" message; a body larger than this is not read at all.
@@ -45,6 +52,8 @@ class SpeechRequest(BaseModel):
     emotion: str | None = None
     pitch: float = 0.0
     volume: float = 1.0
+    stream_format: str = "audio"  # "audio": the bytes themselves; "sse": server-sent events (sse.py)
+    timestamp_granularities: list[str] = ["word"]  # with "sse": "word" and/or "char" timings
 
 
 class ApiError(Exception):
@@ -80,34 +89,47 @@ def create_api(service):
                           "(Content-Type: application/json)", param=field)
         return _error(400, f"{field}: {first.get('msg', 'invalid value')}", param=field)
 
-    def authorized(request: Request):
+    def login_problem(headers):
+        """None when the request may pass (no login configured, or good credentials), else the message."""
         if service.auth is None:
-            return
+            return None
         user, password = service.auth
-        header = request.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
+        scheme, _, value = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and secrets.compare_digest(value.encode(), password.encode()):
-            return
+            return None
         if scheme.lower() == "basic":
             try:
                 given = base64.b64decode(value, validate=True)
             except ValueError:
                 given = b""
             if secrets.compare_digest(given, f"{user}:{password}".encode()):
-                return
-        raise ApiError(401, "authentication required: HTTP basic auth (user:password) or Bearer <password>",
-                       kind="authentication_error", headers={"WWW-Authenticate": 'Basic realm="sambert"'})
+                return None
+        return "authentication required: HTTP basic auth (user:password) or Bearer <password>"
 
-    def within_rate(request: Request):
-        client = client_of(request.client.host if request.client else None, request.headers.get("x-forwarded-for"))
+    def seconds_to_wait(connection, endpoint):
+        """0 when the client is within its rate limit (spending one request), else the seconds until it is."""
+        client = client_of(connection.client.host if connection.client else None,
+                           connection.headers.get("x-forwarded-for"))
         if service.rate_limit is None or client is None:
-            return
+            return 0
         wait = service.rate_limit.check(client)
         if wait:
-            service.metrics.record("speech", "rate_limited")
-            seconds = retry_after(wait)
-            raise ApiError(429, f"rate limit: at most {service.rate_limit_spec} per client; try again in {seconds} s",
-                           kind="rate_limit_error", headers={"Retry-After": seconds})
+            service.metrics.record(endpoint, "rate_limited")
+        return wait
+
+    def rate_message(wait):
+        return f"rate limit: at most {service.rate_limit_spec} per client; try again in {retry_after(wait)} s"
+
+    def authorized(request: Request):
+        problem = login_problem(request.headers)
+        if problem:
+            raise ApiError(401, problem, kind="authentication_error",
+                           headers={"WWW-Authenticate": 'Basic realm="sambert"'})
+
+    def within_rate(request: Request):
+        wait = seconds_to_wait(request, "speech")
+        if wait:
+            raise ApiError(429, rate_message(wait), kind="rate_limit_error", headers={"Retry-After": retry_after(wait)})
 
     @app.post("/v1/audio/speech", dependencies=[Depends(authorized), Depends(within_rate)])
     async def speech(body: SpeechRequest, request: Request):
@@ -115,6 +137,12 @@ def create_api(service):
             fmt = check_format(body.response_format)
         except ValueError as err:
             raise ApiError(400, str(err), param="response_format") from None
+        if body.stream_format not in ("audio", "sse"):
+            raise ApiError(400, f"unknown stream_format {body.stream_format!r}; valid: audio, sse", param="stream_format")
+        try:
+            granularities = check_granularities(body.timestamp_granularities)
+        except ValueError as err:
+            raise ApiError(400, str(err), param="timestamp_granularities") from None
         gone = threading.Event()  # set when the client hangs up while the request waits for a slot
         watcher = asyncio.create_task(_watch_disconnect(request, gone))
         try:
@@ -130,7 +158,22 @@ def create_api(service):
             watcher.cancel()
         headers = {"X-Sample-Rate": str(job.sample_rate), "Cache-Control": "no-store",
                    "X-Accel-Buffering": "no"}  # tells nginx-style proxies not to buffer the stream
-        return ClosingStream(encode(job, job.sample_rate, fmt), media_type=FORMATS[fmt][0], headers=headers)
+        if body.stream_format == "sse":
+            return ClosingStream(sse_stream(job, fmt, granularities, len(body.input)), job,
+                                 media_type=SSE_MEDIA_TYPE, headers=headers)
+        return ClosingStream(encode(job, job.sample_rate, fmt), job, media_type=FORMATS[fmt][0], headers=headers)
+
+    @app.websocket("/v1/audio/speech/ws")
+    async def speech_ws(websocket: WebSocket):
+        await websocket.accept()
+        session = Session(websocket, service)
+        problem = login_problem(websocket.headers)
+        if problem:
+            return await session.refuse(Close.LOGIN, problem)
+        wait = seconds_to_wait(websocket, "ws")
+        if wait:
+            return await session.refuse(Close.BUSY, rate_message(wait))
+        await session.run()
 
     @app.get("/v1/voices", dependencies=[Depends(authorized)])
     async def voices():
@@ -177,11 +220,12 @@ class BodyLimit:
 
 
 class ClosingStream(StreamingResponse):
-    """A streamed body from a blocking iterator, each step in a worker thread; the iterator is closed
-    however the response ends (done, error, or the client going away), which frees the request's slot."""
+    """A streamed body from a blocking iterator over `job`, each step in a worker thread; the iterator
+    and the job are closed however the response ends (done, error, or the client going away), which
+    frees the request's slot even when the body never started."""
 
-    def __init__(self, source, **kwargs):
-        self._source = source
+    def __init__(self, source, job, **kwargs):
+        self._source, self._job = source, job
         super().__init__(self._pull(), **kwargs)
 
     async def _pull(self):
@@ -194,6 +238,7 @@ class ClosingStream(StreamingResponse):
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._source.close)
+                await anyio.to_thread.run_sync(self._job.close)
 
 
 async def _watch_disconnect(request, gone):
