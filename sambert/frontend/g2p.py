@@ -104,7 +104,16 @@ def segment(text):
     return words
 
 
+# English words that normalisation writes out and a Chinese reader says as words: O2O -> "O to O"
+WORDS = {"to": "tu4"}
+
+
 def _read_latin(word):
+    if word.text.lower() in WORDS:
+        word.syllables = WORDS[word.text.lower()].split()
+        word.chars = [word.start] * len(word.syllables)
+        word.erhua = [False] * len(word.syllables)
+        return
     for i, letter in enumerate(word.text.upper()):
         for syllable in LETTERS[letter].split():
             word.syllables.append(syllable)

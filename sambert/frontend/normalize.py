@@ -119,7 +119,18 @@ _UNITS = {
     "KB/s": "KB每秒", "MB/s": "MB每秒", "GB/s": "GB每秒", "kb/s": "kb每秒", "Mb/s": "Mb每秒",
 }
 _UNIT_RE = "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
-_CURRENCY = {"¥": "元", "￥": "元", "$": "美元", "US$": "美元", "HK$": "港元", "€": "欧元", "£": "英镑", "₩": "韩元", "₽": "卢布"}
+_CURRENCY = {
+    "¥": "元", "￥": "元", "$": "美元", "US$": "美元", "HK$": "港元", "A$": "澳元", "C$": "加元", "S$": "新加坡元",
+    "NT$": "新台币", "€": "欧元", "£": "英镑", "₩": "韩元", "₽": "卢布",
+    "CNY": "人民币", "RMB": "人民币", "USD": "美元", "HKD": "港元", "EUR": "欧元", "GBP": "英镑", "JPY": "日元",
+    "AUD": "澳元", "CAD": "加元", "SGD": "新加坡元", "KRW": "韩元", "TWD": "新台币", "CHF": "瑞士法郎",
+}
+_CURRENCY_RE = "|".join(re.escape(c) for c in sorted(_CURRENCY, key=len, reverse=True))
+# business models said "B to B": the 2 between two letters is English "to" (not every letter-2-letter: H2O)
+_TO_WORDS = ("B2B", "B2C", "C2C", "C2B", "O2O", "P2P", "B2G", "G2B", "F2C", "M2M")
+# service numbers read digit by digit (123xx government lines: 12306, 12315; 10086, 10010; 955xx banks),
+# unless a measure word shows they count something (12306人)
+_SERVICE_NUMBER = r"(?<![\d.])(?:123[0-9]{2}|10086|10010|955[0-9]{2})(?![\d.%])(?![个人元块次名件万千百亿年月日号位份台辆米克吨])"
 _SYMBOLS = {
     "+": "加", "=": "等于", "×": "乘", "÷": "除以", "≈": "约等于", "≠": "不等于", "≥": "大于等于",
     "≤": "小于等于", ">": "大于", "<": "小于", "±": "正负", "&": "和", "@": "艾特", "#": "井号",
@@ -156,6 +167,33 @@ def _date(match):
     return f"{read_digits(year)}年{read_integer(month)}月{read_integer(day)}日"
 
 
+def _month_of_year(match):
+    """2008-08, 2008.08, 08/2008: the four-digit number is the year."""
+    a, b = re.findall(r"\d+", match.group(0))
+    year, month = (a, b) if len(a) == 4 else (b, a)
+    if not 1 <= int(month) <= 12:
+        return match.group(0)
+    return f"{read_digits(year)}年{read_integer(month)}月"
+
+
+def _date_year_last(match):
+    month, day, year = match.groups()
+    if not (1 <= int(month) <= 12 and 1 <= int(day) <= 31):
+        return match.group(0)
+    return f"{read_digits(year)}年{read_integer(month)}月{read_integer(day)}日"
+
+
+def _month_day(match):
+    month, day = re.findall(r"\d+", match.group(0))
+    if not (1 <= int(month) <= 12 and 1 <= int(day) <= 31):
+        return match.group(0)
+    return f"{read_integer(month)}月{read_integer(day)}日"
+
+
+def _score(match):
+    return match.group(1) + "比".join(read_integer(n) for n in match.group(2, 3))
+
+
 def _year_range(match):
     return f"{read_digits(match.group(1))}到{read_digits(match.group(2))}年"
 
@@ -166,7 +204,8 @@ def _year(match):
 
 def _clock(match):
     hour, minute, second = match.group(1), match.group(2), match.group(3)
-    out = read_integer(hour, liang=True) + "点"
+    half = (match.group(4) or "").lower() if match.re.groups >= 4 else ""
+    out = {"a": "上午", "p": "下午"}.get(half, "") + read_integer(hour, liang=True) + "点"
     if minute != "00" or second:
         out += ("零" if minute[0] == "0" and minute != "00" else "") + read_integer(minute) + "分"
     if second:
@@ -296,10 +335,12 @@ RULES = [
     # addresses first: everything in them is spelled
     (re.compile(r"(?:[a-zA-Z]+://|www\.)[\w./?=&%#~+:-]+[\w/]"), _url),
     (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), lambda m: _spell_address(m.group(0))),
+    (re.compile(r"(?<!\d)(\d{1,2}):(\d{2})(?::(\d{2}))?\s?([aApP])\.?[mM]\.?(?![A-Za-z])"), _clock),  # 8:00 a.m.: before dots in Latin text
     # dots inside Latin text: node.js -> node点js, U.S.A. -> USA
     (re.compile(r"(?<=[a-z])\.(?=[a-z])"), lambda m: "点"),
     (re.compile(r"(?<![A-Za-z])(?:[A-Z]\.){2,}"), lambda m: m.group(0).replace(".", "")),
     (re.compile(r"(?<![A-Za-z])(Mr|Mrs|Ms|Dr|St|Prof|Jr|Inc|Ltd|Co|vs)\."), lambda m: m.group(1) + " "),
+    (re.compile(rf"(?<![A-Za-z])({'|'.join(_TO_WORDS)})(?![A-Za-z\d])"), lambda m: f" {m.group(1)[0]} to {m.group(1)[2]} "),
     # letter-digit joins: COVID-19, K-pop, 1st, No.1
     (re.compile(r"(?<=[A-Za-z])-(?=[A-Za-z\d])"), lambda m: " "),
     (re.compile(r"(?<![A-Za-z])(\d+)(?:st|nd|rd|th)(?![A-Za-z])"), lambda m: "第" + read_integer(m.group(1))),
@@ -309,8 +350,16 @@ RULES = [
     (re.compile(r"(?<![\d.])(?:\(?0\d{2,3}[-)]\s?\d{7,8}|[48]00-?\d{3}-?\d{4})(?![\d.])"), _digits_with_yao),
     (re.compile(r"(?<=打|拨)(?:1[12]\d|9[56]\d{3}|12\d{3})(?![\d分个次元块下])"), _digits_with_yao),  # 110, 95555
     (re.compile(rf"((?:{_PHONE_WORDS})[是为:：\s]*)(\d[\d -]*\d{{2}})"), _keyword_code),
+    (re.compile(_SERVICE_NUMBER), _digits_with_yao),
+    (re.compile(r"(?<![\d.])(\d{2})后"), lambda m: read_digits(m.group(1)) + "后"),  # generations: 90后, 00后
     # dates and years
     (re.compile(r"(?<!\d)(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?!\d)"), _date),
+    (re.compile(r"(?<![\d.])(\d{1,2})[-/.](\d{1,2})[-/.]((?:19|20)\d\d)(?![\d.])"), _date_year_last),  # 08-08-2008
+    # year and month: 2008-08, 2008/8, 2008.08 (two-digit month after a dot: 2008.8 is a decimal), 08/2008
+    (re.compile(r"(?<![\d.])(?:1[89]|20)\d\d(?:[-/]\d{1,2}|\.\d\d)(?![\d.%/-])"), _month_of_year),
+    (re.compile(r"(?<![\d.])(?:0[1-9]|1[0-2])[-/.](?:19|20)\d\d(?![\d.])"), _month_of_year),
+    # month and day written with a zero: 08-08, 08/08, 12.05 (3-5 stays a range, 3/4 a fraction, 8.08 a decimal)
+    (re.compile(r"(?<![\d.])(?:0[1-9][-/.](?:0[1-9]|[12]\d|3[01])|1[0-2][-/.]0[1-9])(?![\d.%])"), _month_day),
     (re.compile(r"(?<!\d)(\d{4})\s*[-~～至到]\s*(\d{4})年"), _year_range),
     (re.compile(r"(?<!约|近|有|了|过|达)(?<!大约|过去|长达|已有|至少|将近)(?<![\d.])(\d{4})年(?!代?之久|左右|以上|以内|多|的时间)"),
      _year),
@@ -321,22 +370,26 @@ RULES = [
     (re.compile(r"(?<!\d)(\d{1,2}):(\d{1,2})(?::(\d{1,2}))?(?!\d)"), _time_or_ratio),
     (re.compile(r"(?<!\d)(\d+):(\d+)(?!\d)"), lambda m: f"{read_number(m.group(1))}比{read_number(m.group(2))}"),
     # money, temperature, percent
-    (re.compile(r"(US\$|HK\$|[¥￥$€£₩₽])\s?(\d[\d,]*(?:\.\d+)?)\s?([万亿千百]*)"), _money),
+    (re.compile(rf"(?<![A-Za-z])({_CURRENCY_RE})\s?(\d[\d,]*(?:\.\d+)?)\s?([万亿千百]*)"), _money),
     (re.compile(rf"((?:零下|(?<![\d.])[-−])?\s?{NUM})(?:\s?[-~～至到]\s?((?:零下|[-−])?{NUM}))?\s?(℃|℉|°\s?[CF]|度C)"),
      _temperature),
     (re.compile(rf"({NUM})%?\s?[-~～至到]\s?({NUM})%"), _percent_range),
     (re.compile(rf"([-−+])?({NUM})\s?([%‰])"), _percent),
+    (re.compile(r"(?<![A-Za-z\d.])(\d+(?:\.\d+)?)w(?![A-Za-z])"), lambda m: read_number(m.group(1)) + "万"),  # 300w: 万
     # numbers (and ranges) with a unit symbol
     (re.compile(rf"(?<![A-Za-z])({NUM})(?:\s?[-~～至到]\s?({NUM}))?\s?({_UNIT_RE})(?![A-Za-z²³\d])"), _unit),
     # arithmetic, products, fractions, ranges
     (re.compile(rf"{NUM}(?:\s?[-+×*÷/]\s?{NUM})+\s?=\s?{NUM}"), _math),
     (re.compile(rf"(?<![A-Za-z\d])({NUM})\s?[x×*]\s?({NUM})(?![A-Za-z\d])"), _times),
-    (re.compile(r"(?<![\d./])(\d+)/(\d+)(?![\d/])"), _fraction),
+    # a score ends a clause right after a name: 中国1-2, 拉齐奥 2/2 (not after 第/约/为..., where it is a range)
+    (re.compile(r"((?![第约为是在从至到每共达近])[\u4e00-\u9fff]\s?)(\d{1,2})-(\d{1,2})(?=$|[，。！？；,.!?;\s])"), _score),
+    (re.compile(r"([\u4e00-\u9fff]\s)(\d{1,2})/(\d{1,2})(?=$|[，。！？；,.!?;\s])"), _score),
+    (re.compile(r"(?<![\d./])(\d+)\s?/\s?(\d+)(?![\d/])"), _fraction),
     (re.compile(rf"(?<![\d.])({NUM})\s?[-~～—–]\s?({NUM})(?![\d.])(\D?)"), _range),
     # dotted digit strings: versions, IP addresses
     (re.compile(r"(?<![\d.])\d+(?:\.\d+){2,}(?![\d.])"), _version),
     # signs and plain numbers
-    (re.compile(rf"(^|[^\w)）])[-−]({NUM})"), _negative),
+    (re.compile(rf"(^|[^\w)）]|[\u4e00-\u9fff])[-−]({NUM})"), _negative),
     (re.compile(rf"(^|[^\w)）])\+(?={NUM})"), lambda m: m.group(1) + "正"),
     (re.compile(r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"), _plain_number),
 ]
