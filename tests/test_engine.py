@@ -2,6 +2,8 @@
 out-of-memory fallback. Runs on the CPU in seconds with the small KAN-TTS fixture voice."""
 
 import gc
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,8 @@ from sambert.chunked_vocoder import ChunkedVocoder, context_of
 from sambert.profiles import ProfileError
 from sambert.timings import Span, to_srt
 
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from _common import whole_utterance  # noqa: E402  (the baseline benchmarks/fidelity.py measures against)
 
 def snr_db(reference, test):
     reference, test = np.asarray(reference, np.float64), np.asarray(test, np.float64)
@@ -29,13 +32,24 @@ def test_every_tier_is_shipped_and_valid():
     lt8 = profiles.load_profile("gpu-lt8gb")
     assert (lt8.acoustic_device, lt8.vocoder_device, lt8.dtype) == ("cuda", "cpu", "float16")
     assert profiles.load_profile("gpu-12-16gb").max_concurrent_requests == 2
-    # every fallback chain ends, each step smaller
+    # every fallback chain ends on the cpu, each step asking less of CUDA memory than the one before
     for name in profiles.available():
-        seen = []
-        while name:
-            assert name not in seen
-            seen.append(name)
-            name = profiles.load_profile(name).fallback
+        chain = [profiles.load_profile(name)]
+        while chain[-1].fallback:
+            assert chain[-1].fallback not in [p.name for p in chain], [p.name for p in chain]
+            chain.append(profiles.load_profile(chain[-1].fallback))
+        assert chain[-1].name == "cpu"
+        for bigger, smaller in zip(chain, chain[1:]):
+            load, less = cuda_load(bigger), cuda_load(smaller)
+            assert less != load and all(a <= b for a, b in zip(less, load)), (bigger.name, load, smaller.name, less)
+
+
+def cuda_load(profile):
+    """What a profile asks of CUDA memory: models placed there, requests at once on them, and the
+    decoder block and vocoder chunk of the models that are there (0 for a model on the cpu)."""
+    acoustic, vocoder = (device.startswith("cuda") for device in (profile.acoustic_device, profile.vocoder_device))
+    return (acoustic + vocoder, profile.max_concurrent_requests if acoustic or vocoder else 0,
+            profile.mel_block_frames if acoustic else 0, profile.vocoder_chunk_frames if vocoder else 0)
 
 
 def test_auto_choice_without_cuda_is_cpu_and_says_why(monkeypatch):
@@ -166,14 +180,17 @@ def test_chunked_non_causal_universal_vocoder_matches_whole():
             assert snr_db(whole, chunked(vocoder, mel, chunk, push, first)) >= 60, (chunk, push)
 
 
-def test_stream_chunks_are_the_synthesized_audio_with_timings(engine):
-    request = engine.stream(TEXT, emotion="happy")
-    chunks = list(request)
+def test_streamed_request_is_whole_sentence_synthesis_with_timings(engine):
+    chunks = list(engine.stream(TEXT))
     assert len(chunks) > 3 and all(c.dtype == np.float32 and c.ndim == 1 for c in chunks)
     first = engine.profile.vocoder_first_chunk_frames
     assert [len(c) for c in chunks[:2]] == [first * 200, 2 * first * 200]  # small first chunks, doubling
-    result = engine.synthesize(TEXT, emotion="happy")
-    assert np.array_equal(np.concatenate(chunks), result.audio)
+    # Against no streaming at all: per sentence the whole mel (infer) in one vocoder call, 0.28 s pauses.
+    whole = whole_utterance(engine, TEXT, one_vocoder_call=False)
+    streamed = np.concatenate(chunks)
+    assert len(streamed) == len(whole) and snr_db(whole, streamed) >= 60
+    result = engine.synthesize(TEXT)
+    assert len(result.audio) == len(whole) and snr_db(whole, result.audio) >= 60
     assert result.sample_rate == 16000
     # timings: three sentences, in order, ending where the audio ends; 0.28 s pauses between
     duration = len(result.audio) / 16000
@@ -195,6 +212,8 @@ def test_controls_change_the_audio(engine):
     assert len(slow.audio) > 1.5 * len(base.audio)
     louder = engine.synthesize("你好。", volume=2.0)
     assert np.abs(louder.audio).max() > np.abs(base.audio).max()
+    happy = engine.synthesize("你好。", emotion="happy")
+    assert len(happy.audio) != len(base.audio) or snr_db(base.audio, happy.audio) < 20
 
 
 def test_bad_requests_fail_before_any_audio(engine):

@@ -9,7 +9,9 @@ import torch
 from conftest import FIXTURES
 from sambert.models import HifiGanV1, KanttsHifiGan, SamBert
 
-TOL = 1e-4
+# float32 rounding of sums taken in another order; the largest difference measured against the KAN-TTS
+# reference tensors is 7.2e-7 (post-net mel, values up to 1.8), and 5.7e-7 on the waveform.
+TOL = 2e-6
 
 # KAN-TTS kantts/configs/sambert_16k.yaml Model.KanTtsSAMBERT.params, with ModelScope's vocabulary sizes.
 SAMBERT_16K = {
@@ -87,23 +89,24 @@ def test_full_16k_models_have_kantts_parameter_names_and_shapes(ref):
     assert {k: v for k, v in ours.items() if want[k] != v} == {}
 
 
-def test_decode_step_by_step_equals_whole_decode(sambert, inputs):
+def test_decode_step_by_step_reproduces_kantts_and_the_parallel_decoder(ref, sambert, inputs):
     plan = sambert.encode(*inputs)
     steps = list(sambert.decode(plan))
     assert all(s.shape == (1, 3, 80) for s in steps[:-1]) and len(steps) == plan.n_steps
-    whole = sambert.infer(*inputs)["dec_outputs"]
-    assert_close(torch.cat(steps, dim=1), whole, "streamed decoder")
-    # Without the cache, a step recomputed from the whole prefix with band masks gives the same frames.
+    kantts = ref["outputs"]["dec_outputs"][:, : plan.n_frames]  # KAN-TTS's own autoregressive run
+    assert_close(torch.cat(steps, dim=1), kantts, "streamed decoder")
+    # Without the cache, every step at once from the reference's frames (teacher forcing) with band masks
+    # gives the same frames.
     r = sambert.r
     memory = plan.memory
-    previous = torch.nn.functional.pad(whole.view(1, -1, r, 80)[:, :-1, -1], (0, 0, 1, 0))
+    previous = torch.nn.functional.pad(kantts.view(1, -1, r, 80)[:, :-1, -1], (0, 0, 1, 0))
     from sambert.models.sambert import band_masks
 
     band = torch.tensor([plan.x_band_width])
     masks = band_masks(plan.n_steps, band, band, torch.tensor([plan.n_steps]))
     with torch.no_grad():
         parallel = sambert.decoder(memory, previous, *masks).view(1, -1, 80)[:, : plan.n_frames]
-    assert_close(parallel, whole, "parallel decoder with band masks")
+    assert_close(parallel, kantts, "parallel decoder with band masks")
 
 
 @pytest.mark.parametrize("blocks", [[1, 2, 3, 5, 8, 13, 28], [60], [7] * 9, [2, 0, 4, 54]])
