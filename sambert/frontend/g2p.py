@@ -37,6 +37,7 @@ OVERRIDES = {
     "这儿": "zhe4 er5",
     "那儿": "na4 er5",
     "背着": "bei1 zhe5",
+    "样子": "yang4 zi5",  # outside the phrase dictionary, and the model reads 子 zi3 (right in 电子, 男子)
 }
 
 # Particles and suffixes that are read in the neutral tone when they stand alone after a word.
@@ -219,12 +220,14 @@ def _fix_polyphones(han, sentence):
                 syl[0] = "chu3"
             elif prev and prev.text[-1] in NUMERALS | set("此何各多某住到好坏长短难"):
                 syl[0] = "chu4"
-        elif text == "率":
+        elif text == "率" and (_starts(nxt, "领军团队部众先") or (_tagged(prev, "n", "v") and not _tagged(prev, "nr", "ns"))):
+            # lead (率领, 率部) before those; a rate after a noun or verb (转化率, 利润率); after a
+            # name (粟裕率新四军) and elsewhere the model
             syl[0] = "shuai4" if _starts(nxt, "领军团队部众先") else "lv4"
         elif len(text) > 1 and text.endswith("率") and not known:
             syl[-1] = "lv4"  # rates: 转化率, 通过率
-        elif text == "差":
-            syl[0] = "chai1" if prev and prev.text[-1] == "出" else "cha4"
+        elif text == "差" and prev and prev.text[-1] == "出":
+            syl[0] = "chai1"  # 出差; elsewhere the model (落差 cha1, 很差 cha4)
         elif text == "弹":
             syl[0] = "tan2"
         elif len(text) > 1 and text.endswith("弹") and not known:
@@ -356,10 +359,6 @@ def _pieces(word):
     return pieces
 
 
-# noun suffixes read in the neutral tone at the end of a word (样子, 木头); the model reads 子 zi3 there
-_SUFFIXES = set("子头")
-
-
 def _model_readings(pieces, readings):
     """The polyphone model's reading for each character that no dictionary phrase covers.
 
@@ -375,8 +374,7 @@ def _model_readings(pieces, readings):
         for part in (_mmseg.cut(piece.text) if len(piece.text) > 1 else [piece.text]):
             if len(part) == 1 or part not in PHRASES_DICT:
                 for i in range(offset, offset + len(part)):
-                    if not (i == len(piece.text) - 1 > 0 and piece.text[i] in _SUFFIXES):
-                        piece.syllables[i] = readings.get(piece.start + i, piece.syllables[i])
+                    piece.syllables[i] = readings.get(piece.start + i, piece.syllables[i])
             offset += len(part)
 
 
