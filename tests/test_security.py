@@ -14,6 +14,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest_app import FIXTURE, ROOT, app_server, build_fixture_voice, start_server, stop_server  # noqa: F401
@@ -194,7 +195,10 @@ def test_injected_out_of_memory_mid_request_is_recovered_through_the_app(strict_
     assert status == 200
     assert health(strict_server)["profile"] == "gpu-lt8gb"  # stepped down, and stays down
     _, _, expected = speech(app_server, long_text)  # the same text on the plain cpu server
-    assert abs(len(audio) - len(expected)) <= 0.01 * len(expected)  # nothing lost, nothing doubled
+    got, expected = np.frombuffer(audio, "<i2"), np.frombuffer(expected, "<i2")
+    # The same samples: nothing lost or doubled where the sentence was redone. The profiles' other decoder
+    # blocks and vocoder chunks move the float output by ~1e-6, at most one int16 step.
+    assert len(got) == len(expected) and np.abs(got.astype(np.int32) - expected).max() <= 1
     assert health(strict_server)["running"] == 0
 
 
