@@ -26,17 +26,28 @@ def event(data):
     return f"data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
 
 
+def delta(data):
+    return event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+
+
 def sse_stream(job, fmt, granularities, input_chars):
     """Iterator of SSE bytes for an admitted Job; closing it stops the synthesis."""
     timed = Timed(job, granularities)
     audio = encode(timed, job.sample_rate, fmt)
+    header = b""  # bytes made before any audio (wav's header) go out with the first audio, after its timings
     try:
         for data in audio:
+            if not timed.samples:
+                header += data
+                continue
             for timing in timed.take():
                 yield event(timing)
-            yield event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+            yield delta(header + data)
+            header = b""
         for timing in timed.take():
             yield event(timing)
+        if header:
+            yield delta(header)
         # We have no tokenizer: a character of the input counts as an input token, a mel frame of the
         # output (hop samples) as an output token.
         frames = round(timed.samples / job.synthesis.voice.hop)

@@ -37,8 +37,10 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
+
 from starlette.websockets import WebSocketDisconnect
 
 from sambert.engine import CONTROL_RANGES, SENTENCE_PAUSE_SECONDS, EngineError
@@ -282,8 +284,14 @@ class Session:
         lead_in = SENTENCE_PAUSE_SECONDS if self.audio_seconds else 0.0
         timed = Timed(job, self.config.granularities, offset=self.audio_seconds, first=self.sentences, lead_in=lead_in)
         audio = encode(timed, job.sample_rate, self.config.response_format)
+        pulling = None
         try:
-            while (data := await anyio.to_thread.run_sync(next, audio, None)) is not None:
+            while True:
+                # Shielded: a cancel stops this task at once, while the thread's step runs to its end
+                pulling = asyncio.ensure_future(_in_thread(partial(next, audio, None)))
+                data = await asyncio.shield(pulling)
+                if data is None:
+                    break
                 for event in timed.take():
                     await self._send(event)
                 await self.ws.send_bytes(data)
@@ -295,9 +303,7 @@ class Session:
             log.warning("websocket speech failed: %s", err)
             raise _Fail(Close.FAILED, f"synthesis failed: {err}") from None
         finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(audio.close)
-                await anyio.to_thread.run_sync(job.close)
+            await asyncio.shield(_release(job, audio, pulling))
             start = self.audio_seconds + lead_in
             self.audio_seconds += timed.seconds
             self.sentences += len(job.synthesis.words_by_sentence)
@@ -308,9 +314,9 @@ class Session:
         """The admitted Job for `segment`, or None when it was cancelled while waiting or has nothing
         to read; a full waiting line ends the session."""
         config, gone = self.config, self.gone
-        opening = asyncio.ensure_future(asyncio.to_thread(
+        opening = asyncio.ensure_future(_in_thread(partial(
             self.service.open, "ws", segment, voice=config.voice, emotion=config.emotion, gone=gone,
-            **config.controls))
+            **config.controls)))
         try:
             return await asyncio.shield(opening)
         except asyncio.CancelledError:
@@ -341,3 +347,18 @@ class Session:
             await self.ws.close(int(code), reason=message.encode()[:120].decode("utf-8", "ignore"))
         except (WebSocketDisconnect, OSError, RuntimeError):
             pass  # already gone
+
+
+async def _release(job, audio, pulling):
+    """Free the job's slot (after the engine's current step), let the step in flight end, close the encoder."""
+    await _in_thread(job.close)
+    if pulling is not None:
+        await asyncio.wait([pulling])
+        pulling.exception()  # retrieved: a failure of the step nobody waits for any more is not logged as lost
+    await _in_thread(audio.close)
+
+
+async def _in_thread(call):
+    # anyio's worker threads, as the HTTP API's: asyncio's default pool has only cores + 4 threads, which
+    # requests waiting for a slot could fill, leaving none for the request that holds it.
+    return await anyio.to_thread.run_sync(call)
