@@ -4,12 +4,18 @@ Import the fixture in a test module (`from conftest_app import app_server  # noq
 gets the same process. Voice: the bundled default voice when one is installed, else a ModelScope-layout
 directory built from the small KAN-TTS reference fixture (random weights: noise-like, never silent),
 else the tests are skipped. SAMBERT_TEST_MODEL_DIR picks a model directory explicitly.
+
+`fixture_voices_server` is a second process serving two fixture voices (FIXTURE_VOICES) that have the
+eight trained emotions of the *_emo voices and differ from each other, for what the bundled voice (one
+voice, neutral only) cannot show: emotions through the serving stack, and requests for different voices
+running together without crossing. It admits several requests at once, as a GPU profile does.
 """
 
 import atexit
 import base64
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -19,6 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,27 +51,37 @@ def free_port():
         return s.getsockname()[1]
 
 
-def build_fixture_voice(root):
-    """A one-voice ModelScope directory with the reference fixture's weights (configs as ModelScope ships)."""
+# Two voices from the fixture's weights; the second speaks ~40% slower (duration predictor bias), so a
+# response that went to the wrong voice has the wrong length and samples.
+FIXTURE_VOICES = {"zhitian_emo": 0.0, "zhibei_emo": 0.4}  # name -> log-duration bias added
+
+
+def build_fixture_voice(root, voices=("zhitian_emo",)):
+    """A ModelScope directory with the reference fixture's weights (configs as ModelScope ships), one voice
+    per name in `voices`; names in FIXTURE_VOICES get their duration bias."""
     import torch
     import yaml
 
     ref = torch.load(FIXTURE, weights_only=False)
-    voice = root / "voices" / "zhitian_emo"
     vocab = ("sy", "tone", "syllable_flag", "word_segment", "emotion", "speaker")
     params = {k: v for k, v in ref["sambert_params"].items() if k not in vocab}
-    for sub in ("am/ckpt", "voc/ckpt"):
-        (voice / sub).mkdir(parents=True)
-    (voice / "am" / "config.yaml").write_text(yaml.safe_dump(
-        {"Model": {"KanTtsSAMBERT": {"params": params}}, "linguistic_unit": ref["linguistic_unit"]}))
-    vocoder = {"Model": {"Generator": {"params": ref["hifigan_params"]}}}
-    (voice / "voc" / "config.yaml").write_text(yaml.safe_dump(vocoder))
-    (voice / "audio_config.yaml").write_text(yaml.safe_dump({"audio_config": {
-        "sampling_rate": 16000, "hop_length": 200, "win_length": 1000, "n_fft": 2048, "n_mels": 80,
-        "fmin": 0, "fmax": 8000, "norm_type": "mean_std"}}))
-    torch.save({"model": ref["sambert_state_dict"]}, voice / "am" / "ckpt" / "checkpoint_1.pth")
-    torch.save({"model": {"generator": ref["hifigan_state_dict"]}}, voice / "voc" / "ckpt" / "checkpoint_1.pth")
-    (root / "voices" / "voices.json").write_text(json.dumps({"voices": ["zhitian_emo"]}))
+    for name in voices:
+        voice = root / "voices" / name
+        for sub in ("am/ckpt", "voc/ckpt"):
+            (voice / sub).mkdir(parents=True)
+        (voice / "am" / "config.yaml").write_text(yaml.safe_dump(
+            {"Model": {"KanTtsSAMBERT": {"params": params}}, "linguistic_unit": ref["linguistic_unit"]}))
+        vocoder = {"Model": {"Generator": {"params": ref["hifigan_params"]}}}
+        (voice / "voc" / "config.yaml").write_text(yaml.safe_dump(vocoder))
+        (voice / "audio_config.yaml").write_text(yaml.safe_dump({"audio_config": {
+            "sampling_rate": 16000, "hop_length": 200, "win_length": 1000, "n_fft": 2048, "n_mels": 80,
+            "fmin": 0, "fmax": 8000, "norm_type": "mean_std"}}))
+        acoustic = dict(ref["sambert_state_dict"])
+        bias = "variance_adaptor.duration_predictor.fc.bias"
+        acoustic[bias] = acoustic[bias] + FIXTURE_VOICES.get(name, 0.0)
+        torch.save({"model": acoustic}, voice / "am" / "ckpt" / "checkpoint_1.pth")
+        torch.save({"model": {"generator": ref["hifigan_state_dict"]}}, voice / "voc" / "ckpt" / "checkpoint_1.pth")
+    (root / "voices" / "voices.json").write_text(json.dumps({"voices": list(voices)}))
     return root
 
 
@@ -78,8 +95,9 @@ def _model_dir_args(workdir):
     pytest.skip("no voice to serve: no bundled voice in assets/voices and no ../shared/fixtures")
 
 
-def start_server(extra_env=None, extra_args=()):
-    """A fresh app server process (stop it with stop_server); the session fixture shares one."""
+def start_server(extra_env=None, extra_args=(), model_dir=None):
+    """A fresh app server process (stop it with stop_server); the session fixture shares one.
+    `model_dir` serves that directory instead of the default choice (see the module's docstring)."""
     workdir = Path(tempfile.mkdtemp(prefix="sambert-app-test-"))
     port = free_port()
     env = dict(os.environ, GRADIO_TEMP_DIR=str(workdir / "gradio"), GRADIO_ANALYTICS_ENABLED="False",
@@ -92,7 +110,7 @@ def start_server(extra_env=None, extra_args=()):
     headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
     log = workdir / "server.log"
     cmd = [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port), "--max-queue", "4",
-           *_model_dir_args(workdir), *extra_args]
+           *(["--model-dir", str(model_dir)] if model_dir else _model_dir_args(workdir)), *extra_args]
     process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     atexit.register(stop_server, process)
     url = f"http://127.0.0.1:{port}"
@@ -113,6 +131,36 @@ def start_server(extra_env=None, extra_args=()):
     pytest.fail(f"app server did not answer within {START_TIMEOUT} s:\n{log.read_text()[-3000:]}")
 
 
+def ffmpeg_exe():
+    """The ffmpeg the app encodes with (the system's, else the bundled build; see sambert/server/ffmpeg.py),
+    which the serving tests decode with too; None when there is none."""
+    from sambert.server.ffmpeg import ensure_ffmpeg
+
+    return ensure_ffmpeg()
+
+
+@dataclass
+class Decoded:
+    samples: np.ndarray  # int16, mono
+    rate: int
+    container: str  # as ffmpeg's demuxer names it: wav, mp3, ogg, flac
+    codec: str  # pcm_s16le, mp3, opus, flac
+
+
+def ffmpeg_decode(data):
+    """Any encoded audio decoded by ffmpeg at its own rate, with the container and codec that ffmpeg
+    found in it (read from its input report, which is what ffprobe prints too). Fails unless mono."""
+    done = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", "pipe:0", "-f", "s16le", "pipe:1"],
+                          input=data, capture_output=True, timeout=60)
+    report = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 0, report[-2000:]
+    container = re.search(r"Input #0, (\w+)", report)
+    stream = re.search(r"Stream #0:0\S*: Audio: (\w+).*?, (\d+) Hz, ([\w ]+),", report)
+    assert container and stream, report
+    assert stream[3] in ("mono", "1 channels"), report
+    return Decoded(np.frombuffer(done.stdout, "<i2"), int(stream[2]), container[1], stream[1])
+
+
 def stop_server(process):
     if process.poll() is None:
         process.terminate()
@@ -129,3 +177,14 @@ def app_server():
     if _server is None or _server.process.poll() is not None:
         _server = start_server()
     return _server
+
+
+@pytest.fixture(scope="session")
+def fixture_voices_server(tmp_path_factory):
+    """The app serving the FIXTURE_VOICES, 4 requests synthesizing at once and 16 waiting."""
+    if not FIXTURE.is_file():
+        pytest.skip("the fixture voices need ../shared/fixtures")
+    model = build_fixture_voice(tmp_path_factory.mktemp("fixture-voices"), tuple(FIXTURE_VOICES))
+    server = start_server({"SAMBERT_MAX_CONCURRENT_REQUESTS": "4"}, ["--max-queue", "16"], model_dir=model)
+    yield server
+    stop_server(server.process)
