@@ -69,9 +69,10 @@ def _raw(chunks, header):
 
 def _ffmpeg(chunks, sample_rate, output_args):
     # No probing of the input: its format is given, and ffmpeg's default probe would first wait for
-    # ~1.5 s of audio (measured), which is the time to first sound of every encoded stream.
+    # ~1.5 s of audio (measured), which is the time to first sound of every encoded stream. (Not
+    # `-fflags +nobuffer`: it dropped the first 40 ms of every response and gained no latency.)
     cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-probesize", "32", "-analyzeduration", "0",
-           "-fflags", "+nobuffer", "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
+           "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
            *output_args, "-flush_packets", "1", "pipe:1"]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     failure = []
