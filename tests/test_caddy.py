@@ -107,6 +107,37 @@ def test_audio_streams_through_the_proxy_unbuffered_and_uncompressed(caddy):
     assert first_at < total / 2, (first_at, total)
 
 
+def test_websocket_speech_passes_through_the_proxy(caddy):
+    from websockets.sync.client import connect
+
+    url = caddy.url.replace("https://", "wss://") + "/v1/audio/speech/ws"
+    with connect(url, ssl=caddy.context, open_timeout=30) as ws:
+        ws.send(json.dumps({"type": "config"}))
+        assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+        ws.send(json.dumps({"type": "text", "text": "你好。"}))
+        first = ws.recv(timeout=60)  # the sentence is spoken before the client says it has ended
+        while isinstance(first, str) and json.loads(first)["type"] == "speech.timestamps":
+            first = ws.recv(timeout=60)
+        assert isinstance(first, bytes) and first
+        ws.send(json.dumps({"type": "end"}))
+        audio, last = bytearray(first), None
+        for message in ws:
+            if isinstance(message, bytes):
+                audio += message
+            else:
+                last = json.loads(message)
+    assert ws.close_code == 1000 and last["type"] == "done"
+    assert abs(len(audio) / 2 - last["audio_seconds"] * 22050) < 3  # audio_seconds is rounded to 0.1 ms
+
+
+def test_speech_events_stream_through_the_proxy_uncompressed(caddy):
+    body = json.dumps({"input": "你好。", "response_format": "pcm", "stream_format": "sse"}).encode()
+    with caddy.open("/v1/audio/speech", body, {"Content-Type": "application/json", "Accept-Encoding": "gzip"}) as r:
+        assert "Content-Encoding" not in r.headers and r.headers["Content-Type"].startswith("text/event-stream")
+        events = [json.loads(block.removeprefix("data: ")) for block in r.read().decode().split("\n\n") if block]
+    assert events[0]["type"] == "speech.timestamps" and events[-1]["type"] == "speech.audio.done"
+
+
 def test_gradio_queue_works_through_the_proxy(caddy, app_server):  # noqa: F811
     gradio_client = pytest.importorskip("gradio_client")
     client = gradio_client.Client(caddy.url, verbose=False, ssl_verify=False)
