@@ -45,6 +45,19 @@ def main(argv=None):
     synth.add_argument("--energy", type=float, default=1.0)
     synth.add_argument("--srt", help="also write subtitles (SRT) to this file")
 
+    speak_cmd = commands.add_parser("speak", help="stream text to a running app's WebSocket API and write the "
+                                    "audio as it comes (stdin is sent as it arrives)")
+    speak_cmd.add_argument("text", nargs="?", help="text; '-' or nothing reads stdin")
+    speak_cmd.add_argument("--server", required=True, help="the app's address, e.g. http://127.0.0.1:7860")
+    speak_cmd.add_argument("-o", "--output", required=True, help="WAV file to write, or '-' for raw 16-bit pcm "
+                           "on stdout (for a player: aplay -f S16_LE -c 1 -r RATE)")
+    speak_cmd.add_argument("--voice")
+    speak_cmd.add_argument("--emotion")
+    speak_cmd.add_argument("--speed", type=float)
+    speak_cmd.add_argument("--timestamps", action="store_true", help="print each word's start and end to stderr")
+    speak_cmd.add_argument("--auth", help="user:password (default: $SAMBERT_AUTH, when set)")
+    speak_cmd.add_argument("--cacert", help="CA certificate to trust for https (e.g. Caddy's local root.crt)")
+
     share_cmd = commands.add_parser("share", help="a temporary public HTTPS link to the running app (localtunnel); "
                                     "needs SAMBERT_AUTH=user:password, set for the app too")
     share_cmd.add_argument("--port", type=int, help="the app's port (default: $GRADIO_SERVER_PORT or 7860)")
@@ -95,6 +108,18 @@ def main(argv=None):
         except (ValueError, OSError, VoiceError) as err:
             parser.exit(2, f"error: {err}\n")
         print(f"wrote {args.output}: {result.stats.summary()}")
+    if args.command == "speak":
+        import os
+
+        from sambert.client import SpeakError, pieces_of, speak_to_file
+
+        pieces = pieces_of(sys.stdin.buffer) if args.text in (None, "-") else [args.text]
+        try:
+            speak_to_file(args.server, pieces, args.output, timestamps=sys.stderr if args.timestamps else None,
+                          auth=args.auth or os.environ.get("SAMBERT_AUTH"), cafile=args.cacert, voice=args.voice,
+                          emotion=args.emotion, speed=args.speed)
+        except (SpeakError, OSError, ValueError) as err:
+            parser.exit(2, f"error: {err}\n")
     if args.command == "share":
         from sambert.server.share import ShareError, share
 

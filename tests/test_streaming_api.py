@@ -5,6 +5,8 @@
 import base64
 import json
 import re
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -15,7 +17,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from conftest_app import app_server, start_server, stop_server  # noqa: F401
+from conftest_app import ROOT, app_server, start_server, stop_server  # noqa: F401
 
 TWO_SENTENCES = "你好。天气很好。"
 AUTH = ("agent", "s3cret")
@@ -247,6 +249,26 @@ def test_ws_bad_messages_get_an_error_message_and_a_close_code(app_server, messa
     assert len(errors) == 1 and errors[0]["code"] == code and words in errors[0]["message"], received
     assert closed_with == code
     assert health(app_server)["running"] == 0
+
+
+def test_speak_command_writes_what_the_http_api_says(app_server, tmp_path):  # noqa: F811
+    import soundfile
+
+    with post(app_server, {"input": "你好。", "response_format": "pcm"}) as r:
+        plain = np.frombuffer(r.read(), "<i2")
+    out = tmp_path / "out.wav"
+    done = subprocess.run([sys.executable, "-m", "sambert", "speak", "--server", app_server.url, "-o", str(out),
+                           "--timestamps"], input="你好。".encode(), cwd=ROOT, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    spoken, rate = soundfile.read(str(out), dtype="int16")
+    assert rate == 22050 and np.array_equal(spoken, plain)
+    assert re.fullmatch(r"\s+0\.000\s+\d\.\d{3}  你好\n", done.stderr.decode()), done.stderr.decode()
+
+
+def test_speak_command_says_why_the_server_refused(app_server, tmp_path):  # noqa: F811
+    done = subprocess.run([sys.executable, "-m", "sambert", "speak", "--server", app_server.url, "--voice", "alloy",
+                           "-o", str(tmp_path / "out.wav"), "你好。"], cwd=ROOT, capture_output=True, timeout=120)
+    assert done.returncode == 2 and "unknown voice 'alloy'" in done.stderr.decode() and "4400" in done.stderr.decode()
 
 
 # ---- a second server: login, rate limit, idle timeout, a queue for 16 sessions -------------------
