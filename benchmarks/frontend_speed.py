@@ -1,4 +1,4 @@
-"""Frontend speed: start-up (first call loads jieba's dictionary) and characters per second after warm-up.
+"""Frontend speed: start-up (first call loads jieba's dictionary and the polyphone model) and characters per second after warm-up.
 
     python benchmarks/frontend_speed.py [--repeat N]
 
@@ -40,20 +40,22 @@ def main():
     out = subprocess.run([sys.executable, "-c", STARTUP], cwd=REPO, capture_output=True, text=True, check=True)
     import_s, first_call_s = map(float, out.stdout.split())
 
-    from sambert.frontend import Frontend, g2p, normalize
+    from sambert.frontend import Frontend, g2p, normalize, polyphone
 
     frontend = Frontend()
     frontend.sentences(SAMPLE)  # warm-up
     text = SAMPLE * args.repeat
     rows = []
-    for name, fn in (("normalize", normalize), ("g2p", g2p), ("sentences (units)", frontend.sentences)):
+    stages = (("normalize", normalize), ("polyphone model", polyphone.model().read), ("g2p", g2p),
+              ("sentences (units)", frontend.sentences))
+    for name, fn in stages:
         t0 = time.perf_counter()
         fn(text)
         dt = time.perf_counter() - t0
         rows.append((name, len(text), dt, len(text) / dt))
 
     print(f"import sambert.frontend        {import_s * 1000:8.0f} ms")
-    print(f"first sentences() (jieba load) {first_call_s * 1000:8.0f} ms")
+    print(f"first sentences() (jieba, model) {first_call_s * 1000:6.0f} ms")
     print()
     print(f"{'stage':<20}{'chars':>8}{'seconds':>10}{'chars/s':>10}")
     for name, n, dt, rate in rows:
