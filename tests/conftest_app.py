@@ -161,6 +161,33 @@ def ffmpeg_decode(data):
     return Decoded(np.frombuffer(done.stdout, "<i2"), int(stream[2]), container[1], stream[1])
 
 
+# response_format -> (Content-Type, container, codec) as ffmpeg finds them in the response
+FORMATS = {"pcm": ("audio/L16", None, None), "wav": ("audio/wav", "wav", "pcm_s16le"),
+           "mp3": ("audio/mpeg", "mp3", "mp3"), "flac": ("audio/flac", "flac", "flac"),
+           "opus": ("audio/ogg", "ogg", "opus")}
+# An MP3 streamed to a pipe carries no gapless-playback tag: decoders (ffmpeg 5.1 and 6.0) return LAME's
+# 1105 samples of encoder delay in front and pad the end to a whole frame (576 samples at 16-24 kHz).
+MP3_DELAY, MP3_FRAME = 1105, 1152
+
+
+def assert_decodes_to(data, fmt, expected, rate, steps=0):
+    """A `fmt` response body is the audio `expected` (int16 at `rate`): pcm, wav and flac the same samples
+    (within `steps` int16 steps), opus (48 kHz) and mp3 (delay and padding above) the same length."""
+    if fmt == "pcm":
+        decoded = Decoded(np.frombuffer(data, "<i2"), rate, None, None)
+    else:
+        decoded = ffmpeg_decode(data)
+    assert (decoded.container, decoded.codec) == FORMATS[fmt][1:]
+    n = len(decoded.samples)
+    if fmt == "opus":  # libopus runs at 48 kHz; the Ogg granule positions trim it to the length sent
+        assert decoded.rate == 48000 and abs(n - len(expected) * 48000 / rate) <= 1, (n, len(expected))
+    elif fmt == "mp3":
+        assert decoded.rate == rate and 0 <= n - len(expected) - MP3_DELAY < MP3_FRAME, (n, len(expected))
+    else:
+        assert decoded.rate == rate and n == len(expected), (n, len(expected))
+        assert np.abs(decoded.samples.astype(np.int32) - expected).max() <= steps
+
+
 def stop_server(process):
     if process.poll() is None:
         process.terminate()
