@@ -4,9 +4,10 @@
 
 Starts the app (bundled voice, cpu profile, --max-queue as given) and Caddy with the repository's
 Caddyfile in front of it (HTTPS, Caddy's local CA), unless --url points at a running Caddy or app.
-Each client sends short texts to POST /v1/audio/speech (pcm, streamed) one after another. Prints how
-many completed, how many got 429 (queue full / rate limit) or failed, whether every accepted request
-completed, the app's RSS after warm-up and after the run, and the distribution of time to first byte
+Each client sends short texts to POST /v1/audio/speech (pcm, streamed) one after another. A request
+completed when its audio has the length the same text gave alone (asked once per text before the run);
+anything else that came back, a short stream or any exception, is an error. Prints how many completed,
+how many got 429 (queue full / rate limit) or failed, whether every accepted request completed, the app's RSS after warm-up and after the run, and the distribution of time to first byte
 and total time of the accepted requests. The rate limit is off by default here: behind Caddy all these
 clients are one address (127.0.0.1), which a per-client limit would throttle as one.
 """
@@ -31,27 +32,40 @@ TEXTS = ["你好。", "今天天气很好。", "欢迎使用语音合成。", "�
 class Client:
     def __init__(self, url, context):
         self.url, self.context = url, context
+        self.expected = {}  # text -> bytes of its pcm audio, asked alone (learn_lengths)
 
-    def speech(self, text):
-        """(outcome, seconds to first byte, total seconds, bytes); outcome: ok | busy | rate_limited | error."""
+    def _post(self, text):
         body = json.dumps({"input": text, "response_format": "pcm"}).encode()
         request = urllib.request.Request(self.url + "/v1/audio/speech", data=body,
                                          headers={"Content-Type": "application/json"})
+        return urllib.request.urlopen(request, timeout=300, context=self.context)
+
+    def learn_lengths(self, texts):
+        """What each text's audio must measure: its pcm asked alone, one request at a time."""
+        for text in texts:
+            with self._post(text) as r:
+                self.expected[text] = len(r.read())
+
+    def speech(self, text):
+        """(outcome, seconds to first byte, total seconds, bytes); outcome: ok | busy | rate_limited |
+        error ... (any status but 200 and 429, a stream of the wrong length, any exception)."""
         started = time.perf_counter()
         try:
-            with urllib.request.urlopen(request, timeout=300, context=self.context) as r:
+            with self._post(text) as r:
                 first = r.read1(65536)
                 first_at = time.perf_counter() - started
                 rest = r.read()
             size = len(first) + len(rest)
-            return ("ok" if size > 0 else "error"), first_at, time.perf_counter() - started, size
+            if size != self.expected[text]:
+                return f"error: {size} bytes of audio, alone {self.expected[text]}", None, None, size
+            return "ok", first_at, time.perf_counter() - started, size
         except urllib.error.HTTPError as err:
             message = err.read().decode(errors="replace")
             if err.code == 429:
                 return ("rate_limited" if "rate limit" in message else "busy"), None, None, 0
             return f"error {err.code}: {message[:120]}", None, None, 0
-        except OSError as err:  # a stream cut short is an accepted request that did not complete
-            return f"error: {err}", None, None, 0
+        except Exception as err:  # noqa: BLE001 - a cut stream (IncompleteRead), a reset...: counted, never lost
+            return f"error: {type(err).__name__}: {err}"[:200], None, None, 0
 
 
 def run(client, total, concurrency, pid=None, rss_trace=None):
@@ -101,6 +115,7 @@ def main():
         app_pid = process.pid
         url, context = start_caddy(app_url.removeprefix("http://"))
     client = Client(url, context)
+    client.learn_lengths(TEXTS)
     warm = run(client, args.warm_up, args.clients)
     assert all(r[0] in ("ok", "busy") for r in warm), warm
     rss_warm = rss_bytes(app_pid) if app_pid else None
@@ -114,6 +129,7 @@ def main():
     counts = {kind: sum(r[0] == kind for r in results) for kind in ("ok", "busy", "rate_limited")}
     errors = [r[0] for r in results if r[0] not in counts]
     accepted = counts["ok"] + len(errors)
+    assert len(results) == args.requests  # every request has an outcome, whatever happened to it
     print(f"{len(results)} requests from {args.clients} clients through Caddy ({url}) in {seconds:.0f} s; "
           f"app --max-queue {args.max_queue}, --rate-limit {args.rate_limit}")
     print(f"  completed {counts['ok']}, 429 busy {counts['busy']}, 429 rate limited {counts['rate_limited']}, "
