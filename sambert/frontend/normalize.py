@@ -25,6 +25,10 @@ _LIANG_BEFORE = set(
 )
 _NOT_LIANG_AFTER = ("年级", "点钟以后")  # 2年级 is a grade: 二年级
 
+# a date is no amount: not after a currency sign or code (¥2010.05, HKD 12.05), not before a unit (12.05元, 12.05kg)
+_NOT_MONEY = r"(?<![¥￥$€£A-Z])(?<![¥￥$€£A-Z]\s)"
+_NO_UNIT = r"(?!\s?[元块角万亿千百兆A-Za-z%‰℃°])"
+
 _SMALL_UNITS = ("", "十", "百", "千")
 _BIG_UNITS = ("", "万", "亿", "万亿")
 
@@ -356,10 +360,10 @@ RULES = [
     (re.compile(r"(?<!\d)(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?!\d)"), _date),
     (re.compile(r"(?<![\d.])(\d{1,2})[-/.](\d{1,2})[-/.]((?:19|20)\d\d)(?![\d.])"), _date_year_last),  # 08-08-2008
     # year and month: 2008-08, 2008/8, 2008.08 (two-digit month after a dot: 2008.8 is a decimal), 08/2008
-    (re.compile(r"(?<![\d.])(?:1[89]|20)\d\d(?:[-/]\d{1,2}|\.\d\d)(?![\d.%/-])"), _month_of_year),
-    (re.compile(r"(?<![\d.])(?:0[1-9]|1[0-2])[-/.](?:19|20)\d\d(?![\d.])"), _month_of_year),
+    (re.compile(rf"{_NOT_MONEY}(?<![\d.])(?:1[89]|20)\d\d(?:[-/]\d{{1,2}}|\.\d\d)(?![\d.%/-]){_NO_UNIT}"), _month_of_year),
+    (re.compile(rf"{_NOT_MONEY}(?<![\d.])(?:0[1-9]|1[0-2])[-/.](?:19|20)\d\d(?![\d.]){_NO_UNIT}"), _month_of_year),
     # month and day written with a zero: 08-08, 08/08, 12.05 (3-5 stays a range, 3/4 a fraction, 8.08 a decimal)
-    (re.compile(r"(?<![\d.])(?:0[1-9][-/.](?:0[1-9]|[12]\d|3[01])|1[0-2][-/.]0[1-9])(?![\d.%])"), _month_day),
+    (re.compile(rf"{_NOT_MONEY}(?<![\d.])(?:0[1-9][-/.](?:0[1-9]|[12]\d|3[01])|1[0-2][-/.]0[1-9])(?![\d.%]){_NO_UNIT}"), _month_day),
     (re.compile(r"(?<!\d)(\d{4})\s*[-~～至到]\s*(\d{4})年"), _year_range),
     (re.compile(r"(?<!约|近|有|了|过|达)(?<!大约|过去|长达|已有|至少|将近)(?<![\d.])(\d{4})年(?!代?之久|左右|以上|以内|多|的时间)"),
      _year),
