@@ -89,6 +89,11 @@ def _segmenter():
     return _posseg
 
 
+def posseg():
+    """jieba.posseg, loaded on first use: `posseg().cut(text)` -> pairs of word and part-of-speech flag."""
+    return _segmenter()
+
+
 def segment(text):
     """Text -> [Word] with offsets; punctuation and Latin letters become their own words."""
     words, offset = [], 0

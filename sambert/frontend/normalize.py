@@ -14,6 +14,8 @@ import unicodedata
 
 import opencc
 
+from .g2p import posseg as segmenter
+
 # OpenCC's phrase-aware traditional -> simplified tables (幹什麼 -> 干什么, but 不干你事 stays 干).
 _TO_SIMPLIFIED = opencc.OpenCC("t2s")
 
@@ -195,7 +197,16 @@ def _month_day(match):
 
 
 def _score(match):
-    return match.group(1) + "比".join(read_integer(n) for n in match.group(2, 3))
+    """a-b or a/b ending a clause after a team (中国1-2, 拉齐奥 2/2, 主队3-2) is a score; after
+    anything else (年龄18-25) a range or a fraction, as the later rules would read it."""
+    name = re.search(r"[\u4e00-\u9fff]{1,10}$", match.string[:match.start(1)] + match.group(1).strip()).group()
+    last = list(segmenter().cut(name))[-1]
+    a, b = match.group(2, 3)
+    if last.flag in ("ns", "nr", "nz", "nt", "nrt") or last.word.endswith("队"):
+        return match.group(1) + f"{read_integer(a)}比{read_integer(b)}"
+    if "/" in match.group(0):
+        return match.group(1) + f"{read_number(b)}分之{read_number(a)}"
+    return match.group(1) + f"{read_number(a)}到{read_number(b)}"
 
 
 def _year_range(match):
@@ -385,8 +396,8 @@ RULES = [
     # arithmetic, products, fractions, ranges
     (re.compile(rf"{NUM}(?:\s?[-+×*÷/]\s?{NUM})+\s?=\s?{NUM}"), _math),
     (re.compile(rf"(?<![A-Za-z\d])({NUM})\s?[x×*]\s?({NUM})(?![A-Za-z\d])"), _times),
-    # a score ends a clause right after a name: 中国1-2, 拉齐奥 2/2 (not after 第/约/为..., where it is a range)
-    (re.compile(r"((?![第约为是在从至到每共达近])[\u4e00-\u9fff]\s?)(\d{1,2})-(\d{1,2})(?=$|[，。！？；,.!?;\s])"), _score),
+    # a score ends a clause right after a team's name: 中国1-2, 拉齐奥 2/2 (see _score)
+    (re.compile(r"([\u4e00-\u9fff]\s?)(\d{1,2})-(\d{1,2})(?=$|[，。！？；,.!?;\s])"), _score),
     (re.compile(r"([\u4e00-\u9fff]\s)(\d{1,2})/(\d{1,2})(?=$|[，。！？；,.!?;\s])"), _score),
     (re.compile(r"(?<![\d./])(\d+)\s?/\s?(\d+)(?![\d/])"), _fraction),
     (re.compile(rf"(?<![\d.])({NUM})\s?[-~～—–]\s?({NUM})(?![\d.])(\D?)"), _range),
