@@ -2,8 +2,9 @@
 PyPI, see benchmarks/_asr.py) transcribes what the streaming engine says. A broken frontend-to-voice mapping,
 a bad export or a vocoder mismatch turns this into noise that Whisper cannot read (CER near 100%).
 
-The threshold is loose on purpose: the voice's measured CER (its voice card) is far below it, and the
-benchmark (benchmarks/intelligibility.py) is where quality is tracked, not this test."""
+The benchmark (benchmarks/intelligibility.py) is where quality is tracked; this test guards against a
+regression: its own CER is 5.6% (3 of 54 characters, pinned installs of requirements-dev.txt), the
+threshold allows 8 errors, and a frontend that gives every syllable one tone already scores 35%."""
 
 import io
 import sys
@@ -22,7 +23,7 @@ from _asr import clean, edit_distance, transcribe, whisper_dir, whisper_model  #
 # Everyday sentences with a number, a time and a question: none of them is in the voice's training text.
 SENTENCES = ["今天天气很好，我们一起去公园散步吧。", "请在下午三点之前把文件发给我。", "这家餐厅的菜很好吃，服务也很周到。",
              "你明天早上几点出发？"]
-MAX_CER = 0.35
+MAX_CER = 0.15
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,7 @@ def character_error_rate(whisper, engine, texts):
 
 def test_the_default_voice_is_understood(whisper, engine):
     cer = character_error_rate(whisper, engine, SENTENCES)
+    print(f"CER {cer:.1%}")
     assert cer <= MAX_CER, f"Whisper's character error rate on the default voice is {cer:.0%} (> {MAX_CER:.0%})"
 
 
