@@ -101,6 +101,31 @@ def check_timings(spans, audio_seconds):
     assert audio_seconds - 0.5 < spans[-1]["end"] <= audio_seconds
 
 
+# ---- the pieces, without a server ---------------------------------------------------------------
+
+def test_char_spans_are_the_syllables_of_each_character():
+    from sambert.server.timed import char_spans
+    from sambert.timings import Span
+
+    # 今天 (two syllables of two units each), a break, 玩 (erhua folded in: 玩儿 is one syllable)
+    units = [Span("j_c", 0.0, 0.1), Span("in_c", 0.1, 0.3), Span("t_c", 0.3, 0.35), Span("ian_c", 0.35, 0.6),
+             Span("#1", 0.6, 0.6), Span("ga", 0.6, 0.65), Span("uanr_c", 0.65, 0.9), Span("#4", 0.9, 1.0)]
+    words = [Span("今天", 0.0, 0.6), Span("玩儿", 0.6, 0.9)]
+    assert char_spans(words, units) == [Span("今", 0.0, 0.3), Span("天", 0.3, 0.6),
+                                        Span("玩", 0.6, 0.75), Span("儿", 0.75, 0.9)]  # shared evenly
+
+
+def test_text_is_cut_at_sentence_ends_and_long_clauses():
+    from sambert.server.ws import CLAUSE_CHARS, cut
+
+    assert cut("他说：“你好。”我们走吧！还有") == (["他说：“你好。”", "我们走吧！"], "还有")
+    assert cut("第一行\n第二") == (["第一行\n"], "第二")
+    clause = "甲" * (CLAUSE_CHARS - 10) + "，" + "乙" * 20
+    assert cut(clause) == (["甲" * (CLAUSE_CHARS - 10) + "，"], "乙" * 20)  # after the last comma in reach
+    number = "丙" * (CLAUSE_CHARS - 3) + "123456"
+    assert cut(number) == (["丙" * (CLAUSE_CHARS - 3)], "123456")  # never inside a number
+
+
 # ---- SSE ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
