@@ -7,10 +7,15 @@ measured request, so "request" is what the text added on top of the loaded model
 torch.cuda.max_memory_allocated.
 
     python benchmarks/memory_vs_length.py [--profile cpu] [--lengths 50 150 500 2000] [--modes whole stream]
+    BENCH_THREADS=2 python benchmarks/memory_vs_length.py --modes stream --lengths 50 1000 3000   # issue 14
+
+The voice is the bundled default voice (BENCH_VOICE=stand-in: the full-size stand-in); BENCH_THREADS sets
+torch's intra-op threads (default 1).
 """
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -64,7 +69,8 @@ def main():
             print(f"{mode:6} {n:5} chars: {results[mode, n]['peak'] / MiB:.0f} MiB", file=sys.stderr)
 
     first = next(iter(results.values()))
-    print(f"voice: {first['voice']}; profile {args.profile}; memory: {first['kind']}")
+    threads = os.environ.get("BENCH_THREADS", "1")
+    print(f"voice: {first['voice']}; profile {args.profile}; {threads} thread(s); memory: {first['kind']}")
     rows = []
     for n in args.lengths:
         row = [n, f"{results.get(('whole', n), results.get(('stream', n)))['audio_seconds']:.1f}"]
