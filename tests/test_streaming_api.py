@@ -17,7 +17,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from conftest_app import ROOT, app_server, start_server, stop_server  # noqa: F401
+from conftest_app import ROOT, app_server, ffmpeg_decode, ffmpeg_exe, start_server, stop_server  # noqa: F401
 
 TWO_SENTENCES = "你好。天气很好。"
 AUTH = ("agent", "s3cret")
@@ -226,6 +226,21 @@ def test_ws_speaks_the_first_sentence_before_the_last_piece_is_sent(app_server):
     assert segments[1]["start"] > segments[0]["end"]  # the pause between sentences is in the audio
 
 
+@pytest.mark.skipif(ffmpeg_exe() is None, reason="no ffmpeg")
+def test_ws_mp3_segments_join_into_one_mp3_stream(app_server):  # noqa: F811
+    with connect(ws_url(app_server), open_timeout=30) as ws:
+        send(ws, type="config", response_format="mp3")
+        send(ws, type="text", text=TWO_SENTENCES)
+        send(ws, type="end")
+        messages, code = receive_all(ws)
+    assert code == 1000 and len(of_type(messages, "segment")) == 2
+    decoded = ffmpeg_decode(audio_of(messages))
+    assert (decoded.container, decoded.codec, decoded.rate) == ("mp3", "mp3", 22050)
+    # each segment's MP3 adds the encoder's delay in front and pads its end to a whole frame (1105, 1152)
+    extra = len(decoded.samples) - of_type(messages, "done")[0]["audio_seconds"] * 22050
+    assert 0 <= extra <= 2 * (1105 + 1152), extra
+
+
 def test_ws_holds_a_clause_until_flush(app_server):  # noqa: F811
     with connect(ws_url(app_server), open_timeout=30) as ws:
         send(ws, type="config")
@@ -262,9 +277,10 @@ def test_ws_cancel_frees_the_slot_at_once_and_the_connection_goes_on(app_server)
     ([{"type": "text", "text": "你好。"}], 4400, "first message must be"),
     ([{"type": "config", "voice": "alloy"}], 4400, "unknown voice 'alloy'"),
     ([{"type": "config", "speed": 9}], 4400, "speed must be"),
+    ([{"type": "config", "format": "pcm"}], 4400, "unknown config field 'format'"),
     ([{"type": "config"}, {"type": "text", "text": "好" * 2001}], 4413, "limit is 2000"),
     ([b"\x00\x01"], 4400, "binary messages are not accepted"),
-], ids=["bad-json", "text-before-config", "unknown-voice", "bad-speed", "oversized-piece", "binary"])
+], ids=["bad-json", "text-before-config", "unknown-voice", "bad-speed", "unknown-field", "oversized-piece", "binary"])
 def test_ws_bad_messages_get_an_error_message_and_a_close_code(app_server, messages, code, words):  # noqa: F811
     with connect(ws_url(app_server), open_timeout=30) as ws:
         for message in messages:

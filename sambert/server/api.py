@@ -169,10 +169,10 @@ def create_api(service):
         session = Session(websocket, service)
         problem = login_problem(websocket.headers)
         if problem:
-            return await session.refuse(Close.LOGIN, problem)
+            return await session.close(Close.LOGIN, problem)
         wait = seconds_to_wait(websocket, "ws")
         if wait:
-            return await session.refuse(Close.BUSY, rate_message(wait))
+            return await session.close(Close.BUSY, rate_message(wait))
         await session.run()
 
     @app.get("/v1/voices", dependencies=[Depends(authorized)])

@@ -117,7 +117,8 @@ def cut(buffer, clause_chars=CLAUSE_CHARS):
 
 
 class Session:
-    """One connection, already accepted: `run()` reads the client's messages while a second task speaks."""
+    """One connection, already accepted: `run()` reads the client's messages while a second task speaks;
+    `close()` refuses it with a reason instead."""
 
     def __init__(self, websocket, service):
         self.ws, self.service = websocket, service
@@ -133,15 +134,12 @@ class Session:
         self.sentences = 0
         self.speaker = None
 
-    async def refuse(self, code, message):
-        await self._close(code, message)
-
     async def run(self):
         self.speaker = asyncio.create_task(self._speak_all())
         try:
             await self._receive_all()
         except _Fail as fail:
-            await self._close(fail.code, fail.message)
+            await self.close(fail.code, fail.message)
         finally:
             await self._stop_speaking()
 
@@ -271,11 +269,11 @@ class Session:
                     self.speaking = False
             await self._send({"type": "done", "audio_seconds": round(self.audio_seconds, 4),
                               "sentences": self.sentences})
-            await self._close(Close.DONE, "done")
+            await self.close(Close.DONE, "done")
         except (WebSocketDisconnect, OSError):
             pass  # the client went away; run() ends the session
         except _Fail as fail:
-            await self._close(fail.code, fail.message)
+            await self.close(fail.code, fail.message)
 
     async def _speak(self, segment):
         job = await self._open(segment)
@@ -336,7 +334,7 @@ class Session:
     async def _send(self, message):
         await self.ws.send_text(json.dumps(message, ensure_ascii=False))
 
-    async def _close(self, code, message):
+    async def close(self, code, message):
         """Say why (unless it is the normal end) and close with `code`; only the first call counts."""
         if self.closed:
             return
