@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 FORMATS = ("pcm", "mp3")  # formats whose segments join into one stream by plain concatenation
 IDLE_SECONDS = float(os.environ.get("SAMBERT_WS_IDLE_SECONDS", "60"))  # no message and nothing to say
 MAX_PIECE_CHARS = 2000  # one text message
-MAX_MESSAGE_BYTES = 64 * 1024  # one message before it is parsed (a piece as JSON escapes fits 5 times)
+MAX_MESSAGE_CHARS = 65_536  # one message before it is parsed (a whole piece as JSON \u escapes fits)
 MAX_TEXT_CHARS = 20_000  # all text over one connection
 CLAUSE_CHARS = 80
 CONFIG_FIELDS = {"type", "voice", "emotion", "response_format", "speed", "pitch", "volume",
@@ -161,8 +161,8 @@ class Session:
             await self._handle(text)
 
     async def _handle(self, raw):
-        if len(raw) > MAX_MESSAGE_BYTES:
-            raise _Fail(Close.TOO_LARGE, f"message of {len(raw)} characters; the limit is {MAX_MESSAGE_BYTES}")
+        if len(raw) > MAX_MESSAGE_CHARS:
+            raise _Fail(Close.TOO_LARGE, f"message of {len(raw)} characters; the limit is {MAX_MESSAGE_CHARS}")
         try:
             message = json.loads(raw)
         except ValueError as err:
