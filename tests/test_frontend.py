@@ -182,6 +182,8 @@ POLYPHONES = [
     ("最高奖得主", "zui4 gao1 jiang3 de2 zhu3"),
     ("主队赢得了冠军", "zhu3 dui4 ying2 de2 le5 guan4 jun1"),
     ("好啦", "hao3 la5"),
+    ("走啦，再见", "zou3 la5 zai4 jian4"),
+    ("啦啦队", "la1 la1 dui4"),
 ]
 
 

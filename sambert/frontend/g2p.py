@@ -1,8 +1,9 @@
 """Grapheme to phoneme: normalised text -> words with lexical pinyin (TONE3, neutral tone 5).
 
-jieba segments and tags parts of speech; pypinyin reads each word with its phrase dictionary; then
-our context rules fix the polyphones a phrase lookup cannot decide (得 de/dei, 地, 着, 还, 长, 重 ...),
-because they depend on the neighbouring words rather than on the word itself.
+jieba segments and tags parts of speech; pypinyin reads each word with its phrase dictionary; the
+polyphone model (polyphone.py) reads every polyphonic character that no phrase covers; then our
+context rules fix the everyday polyphones the model misreads (得 de/dei, 地, 着, 还, 长, 重 ...),
+which depend on the neighbouring words rather than on the word itself.
 Latin letters are spelled with Chinese letter names (see LETTERS).
 """
 
@@ -11,10 +12,11 @@ import re
 import threading
 from dataclasses import dataclass, field
 
-from . import polyphone
 from pypinyin import Style, lazy_pinyin
 from pypinyin.constants import PHRASES_DICT
 from pypinyin.seg.mmseg import seg as _mmseg
+
+from . import polyphone
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,9 @@ OVERRIDES = {
 }
 
 # Particles and suffixes that are read in the neutral tone when they stand alone after a word.
-# (啦 and 过 are left to the polyphone model: on CPP's dev split it reads them better than this table)
+# (过 is left to the polyphone model: on CPP's dev split it reads it better than this table, guo4/guo5)
 NEUTRAL = {"的": "de5", "了": "le5", "着": "zhe5", "吗": "ma5", "呢": "ne5", "吧": "ba5", "啊": "a5",
-           "们": "men5", "么": "me5", "嘛": "ma5", "呀": "ya5"}
+           "们": "men5", "么": "me5", "嘛": "ma5", "呀": "ya5", "啦": "la5"}
 
 # 儿 at the end of these words is a full syllable, not erhua.
 NOT_ERHUA = set(

@@ -19,7 +19,7 @@ _BOS, _EOS, _UNK = "시", "끝", "<UNK>"  # g2pM's sentence markers and unknown 
 
 
 class PolyphoneModel:
-    """g2pM's weights, loaded once; `readings(sentences)` -> per sentence {index: pinyin}."""
+    """g2pM's weights, loaded once; `read(text)` -> {char index: pinyin} for its polyphonic characters."""
 
     def __init__(self):
         import g2pM
@@ -44,9 +44,6 @@ class PolyphoneModel:
         self.fw_hh = w["lstm.weight_hh_l0"].T.copy()
         self.bw_hh = w["lstm.weight_hh_l0_reverse"].T.copy()
         self.dense = (w["logit_layer.0.weight"].T, w["logit_layer.0.bias"], w["logit_layer.2.weight"].T, w["logit_layer.2.bias"])
-
-    def is_polyphone(self, char):
-        return char in self.candidates
 
     def _ids(self, sentence):
         unk = self.char2idx[_UNK]
@@ -123,7 +120,7 @@ _model = None
 
 
 def model():
-    """The shared model, loaded on first use (about 50 ms)."""
+    """The shared model, loaded on first use (about 0.1 s)."""
     global _model
     with _lock:
         if _model is None:
