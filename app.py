@@ -222,6 +222,8 @@ def main(argv=None):
 
     import uvicorn
 
+    from sambert.server.api import MAX_BODY_BYTES
+
     from sambert.engine import Engine
     from sambert.voices import VoiceError
 
@@ -240,7 +242,10 @@ def main(argv=None):
         print(f"warmed up {name} in {seconds:.1f} s", flush=True)
     app = create_app(service, args.max_queue, stream_audio=ffmpeg is not None)
     print(f"sambert serving on http://{args.host}:{args.port} ({engine.describe()})", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5)
+    # WebSocket frames over the API's body limit are refused by the protocol layer before they are read
+    # (uvicorn's default is 16 MiB); ws.py then checks each message's length itself.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5,
+                ws_max_size=MAX_BODY_BYTES)
 
 
 if __name__ == "__main__":

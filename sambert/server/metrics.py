@@ -1,6 +1,7 @@
 """Counters for `GET /metrics`, written in the Prometheus text format (no client library needed).
 
-Requests and errors are counted per endpoint (`speech` = HTTP API, `ui` = Gradio) and outcome;
+Requests and errors are counted per endpoint (`speech` = HTTP API, `ws` = the WebSocket API, one count
+per sentence spoken, `ui` = Gradio) and outcome;
 latency and time to first audio are histograms; queue depth and requests in progress are read from
 the shared limiter when scraped; peak memory is the highest per-request peak the engine measured.
 """
