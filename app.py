@@ -5,7 +5,8 @@
 One process serves the Gradio UI at / and the HTTP API (/v1/audio/speech, /v1/voices, /healthz,
 /metrics; see sambert/server/api.py). Host and port also come from GRADIO_SERVER_NAME/PORT, the
 voices from SAMBERT_MODEL_DIR, optional login from SAMBERT_AUTH=user:pass, the speech API's per-client
-rate limit from SAMBERT_RATE_LIMIT (e.g. 30/minute; off).
+rate limit from SAMBERT_RATE_LIMIT (e.g. 30/minute; off), a server-wide user lexicon (word<TAB>pinyin
+lines, read again when the file changes) from --lexicon or SAMBERT_LEXICON.
 """
 
 import argparse
@@ -217,6 +218,9 @@ def main(argv=None):
     parser.add_argument("--rate-limit", default=os.environ.get("SAMBERT_RATE_LIMIT", ratelimit.DEFAULT),
                         help="speech API requests per client, e.g. 30/minute, or off "
                         f"(default: $SAMBERT_RATE_LIMIT or {ratelimit.DEFAULT})")
+    parser.add_argument("--lexicon", default=os.environ.get("SAMBERT_LEXICON"),
+                        help="user lexicon file, word<TAB>pinyin lines, reloaded when it changes "
+                        "(default: $SAMBERT_LEXICON)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -225,14 +229,17 @@ def main(argv=None):
     from sambert.server.api import MAX_BODY_BYTES
 
     from sambert.engine import Engine
+    from sambert.frontend.lexicon import server_lexicon
     from sambert.voices import VoiceError
 
     try:
         auth = auth_from_env()
         ratelimit.parse(args.rate_limit)
+        lexicon = server_lexicon(args.lexicon)  # a bad file stops the start here, with its line numbers
         engine = Engine(profile=args.profile, model_dir=args.model_dir, device=args.device)
     except (ValueError, VoiceError) as err:
         parser.exit(2, f"error: {err}\n")
+    engine.frontend.lexicon = lexicon
     ffmpeg = ensure_ffmpeg()
     if ffmpeg is None:
         print("warning: ffmpeg not found (neither on PATH nor from the imageio-ffmpeg package): the page plays "

@@ -5,7 +5,10 @@ what the library does.
 """
 
 import argparse
+import os
 import sys
+
+LEXICON_ENV = "SAMBERT_LEXICON"  # as sambert.frontend.lexicon.ENV, without importing the frontend for --help
 
 
 def _read_text(text):
@@ -26,6 +29,12 @@ def main(argv=None):
     ):
         cmd = commands.add_parser(name, help=help_)
         cmd.add_argument("text", nargs="?", help="text; '-' or nothing reads stdin")
+        if name != "normalize":
+            cmd.add_argument("--lexicon", default=os.environ.get(LEXICON_ENV),
+                             help="user lexicon, word<TAB>pinyin lines (default: $SAMBERT_LEXICON)")
+    commands.choices["g2p"].add_argument("--sources", action="store_true",
+                                         help="per sentence: the normalised text, then per character its "
+                                         "pinyin, spoken syllable and source (model, lexicon, inline)")
 
     voices_cmd = commands.add_parser("voices", help="list the installed voices (name, sample rate, speakers, emotions)")
     voices_cmd.add_argument("--model-dir", help="a ModelScope Sambert-HiFiGAN model directory "
@@ -44,6 +53,8 @@ def main(argv=None):
     synth.add_argument("--pitch", type=float, default=0.0)
     synth.add_argument("--energy", type=float, default=1.0)
     synth.add_argument("--srt", help="also write subtitles (SRT) to this file")
+    synth.add_argument("--lexicon", default=os.environ.get(LEXICON_ENV),
+                       help="user lexicon, word<TAB>pinyin lines (default: $SAMBERT_LEXICON)")
 
     speak_cmd = commands.add_parser("speak", help="stream text to a running app's WebSocket API and write the "
                                     "audio as it comes (stdin is sent as it arrives)")
@@ -73,12 +84,20 @@ def main(argv=None):
         try:
             if args.command == "normalize":
                 print(frontend.normalize(text))
-            elif args.command == "g2p":
-                print(" ".join(frontend.g2p(text)))
-            else:
-                for sentence in frontend.Frontend().sentences(text):
+                return 0
+            words = frontend.Lexicon.from_file(args.lexicon) if args.lexicon else None
+            sentences = frontend.Frontend().sentences(text, words)
+            if args.command == "units":
+                for sentence in sentences:
                     print(" ".join(sentence.units))
-        except frontend.FrontendError as err:
+            elif args.sources:
+                for sentence in sentences:
+                    print(sentence.text)
+                    for r in sentence.readings:
+                        print(f"{r['char']}\t{r['pinyin']}\t{r['spoken'] or '-'}\t{r['source']}")
+            else:
+                print(" ".join(r["pinyin"] for sentence in sentences for r in sentence.readings))
+        except (frontend.FrontendError, frontend.LexiconError) as err:
             parser.exit(2, f"error: {err}\n")
     if args.command == "voices":
         from sambert.voices import VoiceError, find_voices
@@ -100,17 +119,19 @@ def main(argv=None):
         from sambert.voices import VoiceError
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+        from sambert.frontend import Lexicon
+
         try:
             text = open(args.file, encoding="utf-8").read() if args.file else _read_text(args.text)
+            words = Lexicon.from_file(args.lexicon) if args.lexicon else None
             result = synth_to_file(text, args.output, voice=args.voice, emotion=args.emotion,
                                    profile=args.profile, model_dir=args.model_dir, device=args.device,
-                                   srt=args.srt, speed=args.speed, pitch=args.pitch, energy=args.energy)
+                                   srt=args.srt, speed=args.speed, pitch=args.pitch, energy=args.energy,
+                                   lexicon=words)
         except (ValueError, OSError, VoiceError) as err:
             parser.exit(2, f"error: {err}\n")
         print(f"wrote {args.output}: {result.stats.summary()}")
     if args.command == "speak":
-        import os
-
         from sambert.client import SpeakError, pieces_of, speak_to_file
 
         pieces = pieces_of(sys.stdin.buffer) if args.text in (None, "-") else [args.text]

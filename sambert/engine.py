@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from sambert.chunked_vocoder import ChunkedVocoder, context_of
-from sambert.frontend import Frontend, FrontendError
+from sambert.frontend import Frontend, FrontendError, Lexicon
 from sambert.profiles import Profile, ProfileError, choose_profile, load_profile
 from sambert.stats import PeakMemory, Stats
 from sambert.timings import Span, to_srt, unit_spans, word_spans
@@ -178,13 +178,14 @@ class Engine:
     # ---- requests ----------------------------------------------------------------------------
 
     def stream(self, text, voice=None, emotion=None, speed=1.0, pitch=0.0, energy=1.0, volume=1.0,
-               pitch_scale=1.0, speaker=None):
+               pitch_scale=1.0, speaker=None, lexicon=None):
         """Start a request; returns a `Synthesis` to iterate for float32 mono chunks.
 
         speed: speaking rate (2.0 = twice as fast); pitch: shift in the acoustic model's pitch units
         (added to the predicted, normalised pitch); pitch_scale: pitch range around the mean; energy:
-        scale of the predicted energy; volume: output gain. Bad input raises EngineError /
-        FrontendError here, before any audio is produced.
+        scale of the predicted energy; volume: output gain. lexicon: this request's words, a Lexicon
+        or {"word": "pin1 yin1"}, over the frontend's server-wide lexicon. Bad input raises EngineError /
+        FrontendError / LexiconError here, before any audio is produced.
         """
         start = time.perf_counter()
         v = self.voice(voice)
@@ -204,7 +205,9 @@ class Engine:
             if name == "speed" and value <= 0:
                 raise EngineError(f"speed must be > 0, got {value!r}")
         controls.update(emotion=emotion, speaker=speaker)
-        sentences = self._sentences(text)
+        if lexicon is not None and not isinstance(lexicon, Lexicon):
+            lexicon = Lexicon.from_mapping(lexicon)
+        sentences = self._sentences(text, lexicon)
         stats = Stats(profile=self.profile.name, device=_placement(self.profile), chars=len(text))
         return Synthesis(self, v, sentences, controls, stats, time.perf_counter() - start)
 
@@ -218,14 +221,14 @@ class Engine:
 
     # ---- internals ---------------------------------------------------------------------------
 
-    def _sentences(self, text):
+    def _sentences(self, text, lexicon=None):
         """Lazily parsed sentences. The first readable piece is parsed now, so text with nothing to
         read fails before streaming starts; the rest is parsed as the audio gets there."""
         pieces = [p for p in _PIECE_END.split(text) if p.strip()]
         first, errors = None, []
         for i, piece in enumerate(pieces):
             try:
-                first = self.frontend.sentences(piece)
+                first = self.frontend.sentences(piece, lexicon)
                 break
             except FrontendError as err:
                 errors.append(err)
@@ -237,7 +240,7 @@ class Engine:
             yield from first
             for piece in pieces[i + 1 :]:
                 try:
-                    yield from self.frontend.sentences(piece)
+                    yield from self.frontend.sentences(piece, lexicon)
                 except FrontendError as err:
                     if "nothing to read" not in str(err):
                         raise

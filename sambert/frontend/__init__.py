@@ -9,7 +9,8 @@
 from dataclasses import dataclass, field
 
 from . import g2p as _g2p
-from . import polyphone, prosody, sandhi
+from . import inline, polyphone, prosody, sandhi
+from .lexicon import Lexicon, LexiconError, LexiconFile
 from .normalize import normalize as _normalize
 from .units import PinyinError, break_unit, word_units
 
@@ -26,6 +27,12 @@ class Sentence:
     units: list = field(default_factory=list)  # "{sy$tone$syllable_flag$word_segment$emotion$speaker}"
     unit_chars: list = field(default_factory=list)  # per unit: index into `text`, -1 for breaks
     pinyin: list = field(default_factory=list)  # syllables as spoken (sandhi, erhua merged)
+    # per read character: {"index", "char", "pinyin" (lexical), "spoken" ("" for an erhua 儿), "source"}
+    readings: list = field(default_factory=list)
+
+
+# where a reading comes from; these are said exactly as written (no tone sandhi)
+EXACT_SOURCES = ("inline", "ssml")
 
 
 def _check(text):
@@ -66,28 +73,52 @@ def _merge_erhua(words, spoken):
 
 
 class Frontend:
-    """Text -> [Sentence]. Stateless apart from the lazily loaded segmenter and polyphone model; safe to share."""
+    """Text -> [Sentence]. Stateless apart from the lazily loaded segmenter and polyphone model and the
+    server-wide `lexicon` (a Lexicon or a LexiconFile, or None); safe to share."""
 
     max_sentence_chars = prosody.MAX_SENTENCE_CHARS
 
-    def sentences(self, text):
-        normalised = normalize(text)
+    def __init__(self, lexicon=None):
+        self.lexicon = lexicon
+
+    def user_lexicon(self, lexicon=None):
+        """The server-wide lexicon with a request's `lexicon` (a Lexicon or {word: pinyin}) on top."""
+        server = self.lexicon.current() if isinstance(self.lexicon, LexiconFile) else self.lexicon or Lexicon()
+        if lexicon is None:
+            return server
+        return server | (lexicon if isinstance(lexicon, Lexicon) else Lexicon.from_mapping(lexicon))
+
+    def sentences(self, text, lexicon=None):
+        """`lexicon`: this request's words (a Lexicon or {word: pinyin}), over the server-wide ones.
+        Inline pinyin (`长(zhang3)大`) in the text wins over both."""
+        words = self.user_lexicon(lexicon)
+        stripped, marks = inline.extract(_check(text))
+        normalised = normalize(stripped)
+        # lexicon words are kept whole by the segmenter; inline pinyin changes readings only
+        found = words.find(normalised)
+        spans = [(at, at + len(word)) for at, word, _ in found]
+        overrides = {at + i: (s, "lexicon") for at, _, syllables in found for i, s in enumerate(syllables)}
+        for at, syllables in inline.locate(stripped, normalised, marks, normalize):
+            overrides.update({at + i: (s, "inline") for i, s in enumerate(syllables)})
         pieces = prosody.split_sentences(normalised, self.max_sentence_chars, segment=_g2p.segment)
         # the polyphone model reads the whole text in one batched pass; each sentence gets its share
         readings = polyphone.model().read(normalised)
         out, offset = [], 0
         for piece in pieces:
             offset = normalised.index(piece, offset)
-            own = {k - offset: v for k in range(offset, offset + len(piece)) if (v := readings.get(k))}
-            out.append(self._sentence(piece, own))
-            offset += len(piece)
+            end = offset + len(piece)
+            own = {k - offset: v for k in range(offset, end) if (v := readings.get(k))}
+            fixed = {k - offset: v for k, v in overrides.items() if offset <= k < end}
+            whole = [(a - offset, b - offset) for a, b in spans if offset <= a and b <= end]
+            out.append(self._sentence(piece, own, fixed, whole))
+            offset = end
         out = [s for s in out if s.units]
         if not out:
             raise FrontendError(f"nothing to read in the text (after normalisation: {normalised!r:.80})")
         return out
 
-    def _sentence(self, text, readings):
-        words = _g2p.analyze(text, readings)
+    def _sentence(self, text, readings, overrides=None, whole=()):
+        words = _g2p.analyze(text, readings, overrides, whole)
         levels = prosody.breaks(words)
         spoken_words = [(w, lv) for w, lv in zip(words, levels) if w.kind != "punct" and w.syllables]
         if not spoken_words:
@@ -96,7 +127,12 @@ class Frontend:
         levels = [lv for _, lv in spoken_words]
         levels[-1] = 4
         spoken = sandhi.apply(words, levels)
+        for word, said in zip(words, spoken):
+            for i, source in enumerate(word.sources):
+                if source in EXACT_SOURCES:
+                    said[i] = word.syllables[i]
         sentence = Sentence(text)
+        sentence.readings = _readings(text, words, spoken)
         for (syllables, chars), level in zip(_merge_erhua(words, spoken), levels):
             try:
                 pairs = word_units(syllables, chars)  # empty for a 儿 folded into the word before
@@ -111,4 +147,20 @@ class Frontend:
         return sentence
 
 
-__all__ = ["Frontend", "FrontendError", "Sentence", "g2p", "normalize"]
+def _readings(text, words, spoken):
+    """Per character read: its lexical and spoken syllables and where the reading came from (Latin
+    letters read as several syllables get them all, joined by spaces)."""
+    out = {}
+    for word, said in zip(words, spoken):
+        for i, char in enumerate(word.chars):
+            entry = out.setdefault(char, {"index": char, "char": text[char], "pinyin": [], "spoken": [],
+                                          "source": word.sources[i]})
+            entry["pinyin"].append(word.syllables[i])
+            if not word.erhua[i]:
+                entry["spoken"].append(said[i])
+    for entry in out.values():
+        entry["pinyin"], entry["spoken"] = " ".join(entry["pinyin"]), " ".join(entry["spoken"])
+    return list(out.values())
+
+
+__all__ = ["Frontend", "FrontendError", "Lexicon", "LexiconError", "LexiconFile", "Sentence", "g2p", "normalize"]

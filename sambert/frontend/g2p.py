@@ -70,6 +70,7 @@ class Word:
     chars: list = field(default_factory=list)  # for each syllable, its character offset
     erhua: list = field(default_factory=list)  # for each syllable, True if it is an erhua 儿
     phrase: bool = False  # read as part of a dictionary phrase with a neighbour: no context rules
+    sources: list = field(default_factory=list)  # for each syllable: "model", or the user's "lexicon", "inline", "ssml"
 
 
 _lock = threading.Lock()
@@ -385,12 +386,38 @@ def _model_readings(pieces, readings):
             offset += len(part)
 
 
-def analyze(text, readings=None):
+def _keep_whole(words, spans):
+    """Cut and join the Chinese words so that each (start, end) span of `text` is one word (a user's
+    lexicon word or annotated group): jieba's segmentation of everything else stays."""
+    cuts = {b for span in spans for b in span}
+    pieces = []
+    for word in words:
+        bounds = [0] + sorted(c - word.start for c in cuts if word.start < c < word.start + len(word.text))
+        if word.kind != "han" or len(bounds) == 1:
+            pieces.append(word)
+            continue
+        for a, b in zip(bounds, bounds[1:] + [len(word.text)]):
+            pieces.append(Word(word.text[a:b], word.pos, word.start + a, "han"))
+    starts = {start: end for start, end in spans}
+    out = []
+    for piece in pieces:
+        inside = out and out[-1].kind == "han" and out[-1].start + len(out[-1].text) == piece.start and (
+            out[-1].start in starts and piece.start < starts[out[-1].start])
+        if inside and piece.kind == "han":
+            out[-1].text += piece.text  # the span's first piece collects the rest
+        else:
+            out.append(piece)
+    return out
+
+
+def analyze(text, readings=None, overrides=None, whole=()):
     """Normalised text -> [Word] with lexical pinyin on every Chinese and Latin word.
 
     `readings`: the polyphone model's {offset: pinyin} for `text`, when the caller has read a
-    longer text at once (Frontend.sentences); computed here otherwise."""
-    words = segment(text)
+    longer text at once (Frontend.sentences); computed here otherwise. `overrides`: the user's
+    {offset: (syllable, source)}, which win over everything else; `whole`: (start, end) spans that
+    are kept as one word each."""
+    words = _keep_whole(segment(text), whole) if whole else segment(text)
     han = [w for w in words if w.kind == "han"]
     pieces = [p for w in han for p in _pieces(w)]
     for piece, reading in zip(pieces, _pinyin(pieces)):
@@ -409,6 +436,12 @@ def analyze(text, readings=None):
         if word.kind == "latin":
             _read_latin(word)
     _mark_erhua(words)
+    for word in words:
+        word.sources = ["model"] * len(word.syllables)
+        for i, char in enumerate(word.chars if word.kind == "han" else ()):
+            if overrides and char in overrides:
+                word.syllables[i], word.sources[i] = overrides[char]
+                word.erhua[i] = False  # a 儿 the user gave a syllable is that syllable
     return words
 
 

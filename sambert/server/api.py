@@ -6,6 +6,8 @@
                             "stream_format": "sse", server-sent events with base64 audio and word
                             timings (sse.py; "timestamp_granularities": ["word", "char"])
     WS   /v1/audio/speech/ws  text in pieces, audio and timings back as it is spoken (ws.py)
+    POST /v1/g2p            {"input": "他长(zhang3)大了。", "lexicon": {"word": "pin1 yin1"}} -> per sentence the
+                            normalised text and per character its pinyin and source (model, lexicon, inline)
     GET  /v1/voices         installed voices with their emotions
     GET  /healthz           200 when the engine is loaded (for load balancers)
     GET  /metrics           Prometheus text
@@ -54,6 +56,12 @@ class SpeechRequest(BaseModel):
     volume: float = 1.0
     stream_format: str = "audio"  # "audio": the bytes themselves; "sse": server-sent events (sse.py)
     timestamp_granularities: list[str] = ["word"]  # with "sse": "word" and/or "char" timings
+    lexicon: dict[str, str] | None = None  # this request's words, {"银行": "yin2 hang2"}, over the server's
+
+
+class G2pRequest(BaseModel):
+    input: str
+    lexicon: dict[str, str] | None = None
 
 
 class ApiError(Exception):
@@ -147,7 +155,8 @@ def create_api(service):
         watcher = asyncio.create_task(_watch_disconnect(request, gone))
         try:
             job = await run_in_threadpool(service.open, "speech", body.input, voice=body.voice, emotion=body.emotion,
-                                          speed=body.speed, pitch=body.pitch, volume=body.volume, gone=gone)
+                                          speed=body.speed, pitch=body.pitch, volume=body.volume,
+                                          lexicon=body.lexicon, gone=gone)
         except Busy as err:
             raise ApiError(429, str(err), kind="rate_limit_error", headers={"Retry-After": "5"}) from None
         except ClientGone as err:
@@ -162,6 +171,19 @@ def create_api(service):
             return ClosingStream(sse_stream(job, fmt, granularities, len(body.input)), job,
                                  media_type=SSE_MEDIA_TYPE, headers=headers)
         return ClosingStream(encode(job, job.sample_rate, fmt), job, media_type=FORMATS[fmt][0], headers=headers)
+
+    @app.post("/v1/g2p", dependencies=[Depends(authorized), Depends(within_rate)])
+    async def g2p(body: G2pRequest):
+        """The reading the speech endpoint would use, to check before synthesising."""
+        limit = service.engine.profile.max_text_length
+        if len(body.input) > limit:
+            raise ApiError(400, f"input has {len(body.input)} characters; the limit is {limit}", param="input")
+        try:
+            sentences = await run_in_threadpool(service.engine.frontend.sentences, body.input, body.lexicon)
+        except ValueError as err:  # FrontendError, LexiconError
+            raise ApiError(400, str(err)) from None
+        return {"object": "g2p", "sentences": [{"text": s.text, "pinyin": s.pinyin, "chars": s.readings}
+                                               for s in sentences]}
 
     @app.websocket("/v1/audio/speech/ws")
     async def speech_ws(websocket: WebSocket):

@@ -1,0 +1,237 @@
+"""Pronunciation the user controls: inline pinyin, user lexicons (per request and a server file), the
+reading preview, and that an override reaches the audio's units and timings."""
+
+import os
+import time
+
+import pytest
+
+from sambert.__main__ import main
+from sambert.frontend import Frontend, Lexicon, LexiconError, LexiconFile
+from sambert.frontend.inline import extract
+from sambert.frontend.lexicon import server_lexicon
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _reading(sentences):
+    return [(r["char"], r["pinyin"], r["source"]) for s in sentences for r in s.readings]
+
+
+@pytest.fixture(scope="module")
+def frontend():
+    return Frontend()
+
+
+# ---- inline pinyin ---------------------------------------------------------------------------------
+
+def test_inline_pinyin_sets_the_characters_it_follows(frontend):
+    plain = _reading(frontend.sentences("他长大了。"))
+    fixed = _reading(frontend.sentences("他长(chang2)大了。"))
+    assert plain[1] == ("长", "zhang3", "model")
+    assert fixed[1] == ("长", "chang2", "inline")
+    assert plain[:1] + plain[2:] == fixed[:1] + fixed[2:]  # the rest of the sentence as before
+
+
+def test_inline_pinyin_for_a_word_and_the_right_occurrence(frontend):
+    # the annotated 长 is the second one: the first (长城) keeps the model's reading
+    reading = _reading(frontend.sentences("长城很长(zhang3)。去银行(yin2 xing2)。"))
+    assert reading[0] == ("长", "chang2", "model")
+    assert reading[3] == ("长", "zhang3", "inline")
+    assert reading[5:7] == [("银", "yin2", "inline"), ("行", "xing2", "inline")]
+
+
+def test_inline_pinyin_is_said_as_written(frontend):
+    # 3-3 sandhi would make 你 ni2; an inline syllable is exact, its neighbours still follow the rules
+    (sentence,) = frontend.sentences("你(ni3)好。")
+    assert sentence.pinyin == ["ni3", "hao3"]
+    (sentence,) = frontend.sentences("你好(hao3)。")
+    assert sentence.pinyin == ["ni2", "hao3"]
+
+
+@pytest.mark.parametrize("text", ["长(zhang)大", "长(zhang3 da4)", "长(xyz3)大", "长（zhang3）大", "(zhang3)大",
+                                  "长(zhang9)大"])
+def test_other_parentheses_stay_text(text):
+    stripped, marks = extract(text)
+    assert (stripped, marks) == (text, [])
+
+
+def test_inline_marks_keep_offsets_in_the_stripped_text():
+    assert extract("重(chong2)新来过，银行(yin2 hang2)") == ("重新来过，银行", [(0, "重", ["chong2"]),
+                                                                           (5, "银行", ["yin2", "hang2"])])
+
+
+# ---- lexicons --------------------------------------------------------------------------------------
+
+def test_request_lexicon_wins_over_the_model(frontend):
+    assert _reading(frontend.sentences("曾乐来了。"))[:2] == [("曾", "ceng2", "model"), ("乐", "le4", "model")]
+    fixed = frontend.sentences("曾乐来了。", {"曾乐": "zeng1 yue4"})
+    assert _reading(fixed)[:3] == [("曾", "zeng1", "lexicon"), ("乐", "yue4", "lexicon"), ("来", "lai2", "model")]
+
+
+def _word_flags(sentence):
+    return [u.split("$")[3] for u in sentence.units if not u.startswith("{#")]
+
+
+def test_lexicon_word_is_kept_whole(frontend):
+    # jieba cuts the name 朴|正好 (two words); as a lexicon word it is one: word_begin ... word_end
+    plain = frontend.sentences("朴正好来了。")[0]
+    fixed = frontend.sentences("朴正好来了。", {"朴正好": "piao2 zheng4 hao3"})[0]
+    assert _word_flags(plain)[:2] == ["word_begin", "word_end"]
+    assert _word_flags(fixed)[:6] == ["word_begin"] + ["word_middle"] * 4 + ["word_end"]
+
+
+def test_inline_wins_over_lexicon_and_lexicon_tones_take_sandhi(frontend):
+    (sentence,) = frontend.sentences("一起(qi4)走。", {"一起": "yi1 qi3"})
+    assert _reading([sentence])[:2] == [("一", "yi1", "lexicon"), ("起", "qi4", "inline")]
+    assert sentence.pinyin[0] == "yi2"  # lexical yi1 before a 4th tone is said yi2
+
+
+@pytest.mark.parametrize("mapping, message", [
+    ({"银行": "yin2"}, "must be 2 toned pinyin syllable"),
+    ({"银行": "yin hang"}, "must be 2 toned pinyin syllable"),
+    ({"ABC": "ei1 bi4 xi1"}, "must be Chinese characters only"),
+    ({"银": 3}, "must be a string of pinyin"),
+])
+def test_bad_request_lexicon_says_what_is_wrong(mapping, message):
+    with pytest.raises(LexiconError, match=message):
+        Lexicon.from_mapping(mapping)
+
+
+def test_lexicon_file_reports_bad_lines_by_number(tmp_path):
+    path = tmp_path / "words.tsv"
+    path.write_text("# comment\n行长\thang2 zhang3\nno tab here\n\n重要\tzhong4\n", encoding="utf-8")
+    with pytest.raises(LexiconError) as err:
+        Lexicon.from_file(path)
+    assert f"{path}:3: expected word<TAB>pinyin" in str(err.value)
+    assert f"{path}:5: lexicon reading 'zhong4'" in str(err.value)
+    assert ":2:" not in str(err.value)
+
+
+def test_server_lexicon_file_is_reloaded_when_it_changes(tmp_path, frontend):
+    path = tmp_path / "words.tsv"
+    path.write_text("行长\thang2 chang2\n", encoding="utf-8")
+    server = Frontend(lexicon=LexiconFile(path))
+    assert [r["pinyin"] for r in server.sentences("行长。")[0].readings] == ["hang2", "chang2"]
+    path.write_text("行长\txing2 zhang3\n", encoding="utf-8")
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))  # a different mtime even on a coarse clock
+    assert [r["pinyin"] for r in server.sentences("行长。")[0].readings] == ["xing2", "zhang3"]
+    path.write_text("行长\tbroken\n", encoding="utf-8")  # a bad edit: the last good version stays
+    assert [r["pinyin"] for r in server.sentences("行长。")[0].readings] == ["xing2", "zhang3"]
+    # a request's own entry wins over the server's
+    assert server.sentences("行长。", {"行长": "hang2 zhang3"})[0].readings[0]["source"] == "lexicon"
+    assert [r["pinyin"] for r in server.sentences("行长。", {"行长": "hang2 zhang3"})[0].readings] == [
+        "hang2", "zhang3"]
+
+
+# ---- CLI -------------------------------------------------------------------------------------------
+
+def test_cli_g2p_sources_and_lexicon(tmp_path, capsys):
+    path = tmp_path / "words.tsv"
+    path.write_text("行长\thang2 chang2\n", encoding="utf-8")
+    assert main(["g2p", "--sources", "--lexicon", str(path), "银行行长重(chong2)说。"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "银行行长重说。"
+    assert lines[3:6] == ["行\thang2\thang2\tlexicon", "长\tchang2\tchang2\tlexicon", "重\tchong2\tchong2\tinline"]
+
+
+def test_cli_bad_lexicon_exits_2(tmp_path, capsys):
+    path = tmp_path / "words.tsv"
+    path.write_text("行长 hang2 chang2\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_:
+        main(["g2p", "--lexicon", str(path), "行长"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"error: {path}:1: expected word<TAB>pinyin\n"
+
+
+# ---- honoured in the audio ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def engine(ref):
+    from test_engine import fixture_voice
+
+    from sambert.engine import Engine
+
+    return Engine(profile="cpu", voices=[fixture_voice(ref)])
+
+
+def test_override_changes_the_audio_units_exactly_there(engine):
+    text = "他长大了。"
+    plain = engine.synthesize(text, voice="fixture")
+    fixed = engine.synthesize("他长(chang2)大了。", voice="fixture")
+    by_lexicon = engine.synthesize(text, voice="fixture", lexicon={"长大": "chang2 da4"})
+    plain_units = engine.frontend.sentences(text)[0].units
+    fixed_units = engine.frontend.sentences("他长(chang2)大了。")[0].units
+    changed = [i for i, (a, b) in enumerate(zip(plain_units, fixed_units)) if a != b]
+    assert len(plain_units) == len(fixed_units)
+    # 长: its two units (zh_c ang_c tone3 -> ch_c ang_c tone2), nothing else
+    assert [plain_units[i].strip("{}").split("$")[:2] for i in changed] == [["zh_c", "tone3"], ["ang_c", "tone3"]]
+    assert [fixed_units[i].strip("{}").split("$")[:2] for i in changed] == [["ch_c", "tone2"], ["ang_c", "tone2"]]
+    # what the voice read: the same phones but the initial of 长, with timings for each
+    assert [u.text for u in fixed.units] == [u.text if i != changed[0] else "ch_c" for i, u in enumerate(plain.units)]
+    assert [u.text for u in by_lexicon.units] == [u.text for u in fixed.units]
+    # the timings follow the units: the word holding 长 spans exactly its units, and the SRT has the sentence
+    word = next(w for w in fixed.words if "长" in w.text)
+    assert word.start <= fixed.units[changed[0]].start and word.end >= fixed.units[changed[-1]].end
+    assert fixed.sentences[0].text == plain.sentences[0].text == text
+    assert "他长大了" in fixed.srt() and len(fixed.audio) / 16000 == pytest.approx(fixed.sentences[0].end, abs=0.02)
+
+
+def test_engine_refuses_a_bad_request_lexicon_before_any_audio(engine):
+    with pytest.raises(LexiconError, match="must be 2 toned pinyin"):
+        engine.stream("他长大了。", voice="fixture", lexicon={"长大": "zhang3"})
+
+
+# ---- HTTP API and the app's start-up ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def client(engine):
+    from fastapi.testclient import TestClient
+
+    from sambert.server import Service
+    from sambert.server.api import create_api
+
+    with TestClient(create_api(Service(engine))) as client:
+        yield client
+
+
+def test_api_g2p_preview_shows_sources(client):
+    reply = client.post("/v1/g2p", json={"input": "他长(chang2)大了。曾乐来了。", "lexicon": {"曾乐": "zeng1 yue4"}})
+    assert reply.status_code == 200
+    first, second = reply.json()["sentences"]
+    assert first["text"] == "他长大了。" and second["text"] == "曾乐来了。"
+    assert [(c["char"], c["pinyin"], c["source"]) for c in first["chars"]][:2] == [("他", "ta1", "model"),
+                                                                                 ("长", "chang2", "inline")]
+    assert [(c["pinyin"], c["source"]) for c in second["chars"]][:2] == [("zeng1", "lexicon"), ("yue4", "lexicon")]
+    assert second["pinyin"] == ["zeng1", "yue4", "lai2", "le5"]
+
+
+def test_api_refuses_a_bad_lexicon_with_400(client):
+    for path in ("/v1/g2p", "/v1/audio/speech"):
+        reply = client.post(path, json={"input": "行长", "lexicon": {"行长": "hang2"}, "response_format": "wav"})
+        assert reply.status_code == 400, path
+        assert "must be 2 toned pinyin syllable" in reply.json()["error"]["message"]
+
+
+def test_api_speech_follows_the_request_lexicon(client):
+    def pcm(**extra):
+        reply = client.post("/v1/audio/speech", json={"input": "他长大了。", "response_format": "pcm", **extra})
+        assert reply.status_code == 200
+        return reply.content
+
+    plain, same, fixed = pcm(), pcm(), pcm(lexicon={"长大": "chang2 da4"})
+    assert plain == same  # synthesis is deterministic, so a difference is the lexicon's doing
+    assert fixed != plain
+
+
+def test_server_lexicon_comes_from_the_flag_or_the_environment(tmp_path, monkeypatch):
+    # app.py and the CLI call this before loading the engine; its LexiconError becomes `error: ...`, exit 2
+    good, bad = tmp_path / "good.tsv", tmp_path / "bad.tsv"
+    good.write_text("行长\thang2 chang2\n", encoding="utf-8")
+    bad.write_text("行长\thang2 chang2\n重要\tzhong4 yao\n", encoding="utf-8")
+    monkeypatch.delenv("SAMBERT_LEXICON", raising=False)
+    assert server_lexicon() is None
+    monkeypatch.setenv("SAMBERT_LEXICON", str(good))
+    assert server_lexicon().current().entries == {"行长": ["hang2", "chang2"]}
+    with pytest.raises(LexiconError, match=f"^{bad}:2: lexicon reading 'zhong4 yao'"):
+        server_lexicon(bad)
