@@ -97,7 +97,7 @@ def main(argv=None):
                         print(f"{r['char']}\t{r['pinyin']}\t{r['spoken'] or '-'}\t{r['source']}")
             else:
                 print(" ".join(r["pinyin"] for sentence in sentences for r in sentence.readings))
-        except (frontend.FrontendError, frontend.LexiconError) as err:
+        except ValueError as err:  # FrontendError, LexiconError, SsmlError
             parser.exit(2, f"error: {err}\n")
     if args.command == "voices":
         from sambert.voices import VoiceError, find_voices

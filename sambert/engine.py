@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from sambert.chunked_vocoder import ChunkedVocoder, context_of
-from sambert.frontend import Frontend, FrontendError, Lexicon
+from sambert.frontend import Frontend, FrontendError, Lexicon, read_markup
 from sambert.profiles import Profile, ProfileError, choose_profile, load_profile
 from sambert.stats import PeakMemory, Stats
 from sambert.timings import Span, to_srt, unit_spans, word_spans
@@ -207,7 +207,7 @@ class Engine:
         controls.update(emotion=emotion, speaker=speaker)
         if lexicon is not None and not isinstance(lexicon, Lexicon):
             lexicon = Lexicon.from_mapping(lexicon)
-        sentences = self._sentences(text, lexicon)
+        sentences = self._sentences(read_markup(text), lexicon)  # SSML before the text is cut into pieces
         stats = Stats(profile=self.profile.name, device=_placement(self.profile), chars=len(text))
         return Synthesis(self, v, sentences, controls, stats, time.perf_counter() - start)
 

@@ -57,8 +57,8 @@ def test_other_parentheses_stay_text(text):
 
 
 def test_inline_marks_keep_offsets_in_the_stripped_text():
-    assert extract("重(chong2)新来过，银行(yin2 hang2)") == ("重新来过，银行", [(0, "重", ["chong2"]),
-                                                                           (5, "银行", ["yin2", "hang2"])])
+    assert extract("重(chong2)新来过，银行(yin2 hang2)") == ("重新来过，银行", [
+        (0, "重", ["chong2"], "inline"), (5, "银行", ["yin2", "hang2"], "inline")])
 
 
 # ---- lexicons --------------------------------------------------------------------------------------
@@ -235,3 +235,57 @@ def test_server_lexicon_comes_from_the_flag_or_the_environment(tmp_path, monkeyp
     assert server_lexicon().current().entries == {"行长": ["hang2", "chang2"]}
     with pytest.raises(LexiconError, match=f"^{bad}:2: lexicon reading 'zhong4 yao'"):
         server_lexicon(bad)
+
+
+# ---- SSML --------------------------------------------------------------------------------------------
+
+def test_ssml_compiles_to_the_text_it_reads():
+    from sambert.frontend.ssml import to_text
+
+    document = ('<speak>他<phoneme alphabet="pinyin" ph="chang2">长</phoneme>大了。'
+                '拨<say-as interpret-as="telephone">110</say-as>，<say-as interpret-as="digits">2024</say-as>'
+                '<break time="300ms"/><say-as interpret-as="cardinal">2024</say-as><break strength="strong"/>'
+                '<sub alias="世界卫生组织">WHO</sub><say-as interpret-as="date">2024-03-15</say-as>'
+                '<break time="0ms"/><say-as interpret-as="characters">AB12</say-as></speak>')
+    assert to_text(document) == ("他长(ssml:chang2)大了。拨幺幺零，二零二四，二千零二十四。世界卫生组织"
+                                 "二零二四年三月十五日AB一二")
+
+
+def test_ssml_phoneme_is_marked_as_ssml(frontend):
+    reading = _reading(frontend.sentences('<speak>他<phoneme alphabet="pinyin" ph="chang2">长</phoneme>大了。</speak>'))
+    assert reading[:2] == [("他", "ta1", "model"), ("长", "chang2", "ssml")]
+
+
+@pytest.mark.parametrize("document, message", [
+    ("<speak>你好<prosody rate='fast'>快</prosody></speak>", "line 1, column 10 (<prosody>): unknown or unsupported"),
+    ("<speak>你好\n<foo/></speak>", "line 2, column 1 (<foo>): unknown or unsupported tag"),
+    ("<speak>你好<break time='3x'/></speak>", "column 10 (<break>): <break time='3x'>"),
+    ("<speak>你<phoneme ph='zhang3'>长大</phoneme></speak>", "column 9 (<phoneme>): ph='zhang3' must be 2"),
+    ("<speak>你<say-as interpret-as='money'>3</say-as></speak>", "(<say-as>): interpret-as='money'"),
+    ("<speak>你好", "line 1, column 10: no element found"),
+    ("<speak>你好</speak>x", "line 1, column 18: junk after document element"),
+])
+def test_bad_ssml_names_the_place_and_the_tag(frontend, document, message):
+    from sambert.frontend import SsmlError
+
+    with pytest.raises(SsmlError) as err:
+        frontend.sentences(document)
+    assert message in str(err.value)
+
+
+def test_bad_ssml_is_refused_by_the_api_and_the_cli_before_any_audio(client, capsys):
+    document = "<speak>你好<foo>x</foo></speak>"
+    for path in ("/v1/audio/speech", "/v1/g2p"):
+        reply = client.post(path, json={"input": document, "response_format": "wav"})
+        assert reply.status_code == 400, path
+        assert reply.json()["error"]["message"].startswith("SSML error at line 1, column 10 (<foo>)")
+    with pytest.raises(SystemExit) as exit_:
+        main(["g2p", document])
+    assert exit_.value.code == 2 and capsys.readouterr().err.startswith("error: SSML error at line 1, column 10 (<foo>)")
+
+
+def test_ssml_through_the_engine_reads_like_inline_pinyin(engine):
+    ssml = engine.synthesize('<speak>他<phoneme alphabet="pinyin" ph="chang2">长</phoneme>大了。</speak>', voice="fixture")
+    inline_ = engine.synthesize("他长(chang2)大了。", voice="fixture")
+    assert [u.text for u in ssml.units] == [u.text for u in inline_.units]
+    assert ssml.sentences[0].text == "他长大了。"

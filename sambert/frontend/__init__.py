@@ -9,9 +9,10 @@
 from dataclasses import dataclass, field
 
 from . import g2p as _g2p
-from . import inline, polyphone, prosody, sandhi
+from . import inline, polyphone, prosody, sandhi, ssml
 from .lexicon import Lexicon, LexiconError, LexiconFile
 from .normalize import normalize as _normalize
+from .ssml import SsmlError
 from .units import PinyinError, break_unit, word_units
 
 MAX_TEXT_CHARS = 1_000_000
@@ -31,7 +32,7 @@ class Sentence:
     readings: list = field(default_factory=list)
 
 
-# where a reading comes from; these are said exactly as written (no tone sandhi)
+# where a reading comes from ("model", "lexicon", "inline", "ssml"); these are said exactly as written (no sandhi)
 EXACT_SOURCES = ("inline", "ssml")
 
 
@@ -41,6 +42,12 @@ def _check(text):
     if len(text) > MAX_TEXT_CHARS:
         raise FrontendError(f"text has {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
     return text
+
+
+def read_markup(text):
+    """SSML (text starting with `<speak>`) compiled to the plain text it reads (ssml.py); other text as
+    it is. Raises SsmlError for SSML we cannot read."""
+    return ssml.to_text(text) if ssml.is_ssml(text) else text
 
 
 def normalize(text):
@@ -90,16 +97,16 @@ class Frontend:
 
     def sentences(self, text, lexicon=None):
         """`lexicon`: this request's words (a Lexicon or {word: pinyin}), over the server-wide ones.
-        Inline pinyin (`长(zhang3)大`) in the text wins over both."""
+        Inline pinyin (`长(zhang3)大`) and SSML (text starting with `<speak>`) win over both."""
         words = self.user_lexicon(lexicon)
-        stripped, marks = inline.extract(_check(text))
+        stripped, marks = inline.extract(read_markup(_check(text)))
         normalised = normalize(stripped)
         # lexicon words are kept whole by the segmenter; inline pinyin changes readings only
         found = words.find(normalised)
         spans = [(at, at + len(word)) for at, word, _ in found]
         overrides = {at + i: (s, "lexicon") for at, _, syllables in found for i, s in enumerate(syllables)}
-        for at, syllables in inline.locate(stripped, normalised, marks, normalize):
-            overrides.update({at + i: (s, "inline") for i, s in enumerate(syllables)})
+        for at, syllables, source in inline.locate(stripped, normalised, marks, normalize):
+            overrides.update({at + i: (s, source) for i, s in enumerate(syllables)})
         pieces = prosody.split_sentences(normalised, self.max_sentence_chars, segment=_g2p.segment)
         # the polyphone model reads the whole text in one batched pass; each sentence gets its share
         readings = polyphone.model().read(normalised)
@@ -163,4 +170,5 @@ def _readings(text, words, spoken):
     return list(out.values())
 
 
-__all__ = ["Frontend", "FrontendError", "Lexicon", "LexiconError", "LexiconFile", "Sentence", "g2p", "normalize"]
+__all__ = ["Frontend", "FrontendError", "Lexicon", "LexiconError", "LexiconFile", "Sentence", "SsmlError", "g2p",
+           "normalize", "read_markup"]
