@@ -33,7 +33,9 @@ FIXTURE = ROOT.parent / "shared" / "fixtures" / "kantts_16k_small.pt"
 ARTIFACTS = ROOT / "artifacts"
 START_TIMEOUT = 240
 
-_server = None
+# name -> AppServer: one process per test session, however many modules import its fixture (pytest makes
+# a fixture imported into several modules one fixture per module); each is stopped at exit (start_server).
+_shared = {}
 
 
 @dataclass
@@ -198,20 +200,26 @@ def stop_server(process):
             process.wait()
 
 
+def _shared_server(name, start):
+    server = _shared.get(name)
+    if server is None or server.process.poll() is not None:
+        server = _shared[name] = start()
+    return server
+
+
 @pytest.fixture(scope="session")
 def app_server():
-    global _server
-    if _server is None or _server.process.poll() is not None:
-        _server = start_server()
-    return _server
+    return _shared_server("default", start_server)
 
 
 @pytest.fixture(scope="session")
-def fixture_voices_server(tmp_path_factory):
+def fixture_voices_server():
     """The app serving the FIXTURE_VOICES, 4 requests synthesizing at once and 16 waiting."""
     if not FIXTURE.is_file():
         pytest.skip("the fixture voices need ../shared/fixtures")
-    model = build_fixture_voice(tmp_path_factory.mktemp("fixture-voices"), tuple(FIXTURE_VOICES))
-    server = start_server({"SAMBERT_MAX_CONCURRENT_REQUESTS": "4"}, ["--max-queue", "16"], model_dir=model)
-    yield server
-    stop_server(server.process)
+
+    def start():
+        model = build_fixture_voice(Path(tempfile.mkdtemp(prefix="sambert-fixture-voices-")), tuple(FIXTURE_VOICES))
+        return start_server({"SAMBERT_MAX_CONCURRENT_REQUESTS": "4"}, ["--max-queue", "16"], model_dir=model)
+
+    return _shared_server("fixture voices", start)
