@@ -24,6 +24,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
 
+from sambert.frontend import annotated  # noqa: E402
 from sambert.server import Service, auth_from_env, ratelimit  # noqa: E402
 from sambert.server.ffmpeg import ensure_ffmpeg  # noqa: E402
 from sambert.server.limiter import Busy  # noqa: E402
@@ -39,6 +40,13 @@ EAGER_UPDATES = 3
 STREAM_SECONDS = 0.5
 NO_FFMPEG_NOTICE = "合成中…（未找到 ffmpeg，无法边合成边播放：合成完成后播放完整音频）"
 NO_FFMPEG_NOTICE_DONE = "未找到 ffmpeg：播放的是完整音频（没有边合成边播放）"
+READING_HELP = (
+    "**纠正读音**：在汉字后用英文括号写带声调数字的拼音，一字一个音节，如 `长(zhang3)大`、`银行(yin2 hang2)`"
+    "（可直接复制下方读音、改掉读错的音节）；或以 `<speak>` 开头写 SSML："
+    "`<phoneme alphabet=\"pinyin\" ph=\"zhang3\">长</phoneme>`、`<say-as interpret-as=\"digits\">2024</say-as>`、"
+    "`<sub alias=\"世界卫生组织\">WHO</sub>`、`<break time=\"300ms\"/>`。常用词可写进服务器词典（`--lexicon`）。"
+)
+SOURCE_NAMES = {"lexicon": "词典", "inline": "括号拼音", "ssml": "SSML"}
 EXAMPLES = [
     "欢迎使用语音合成服务，输入中文文本即可听到自然流畅的朗读。",
     "今天是2024年3月15日，北京气温12℃，空气质量良好。",
@@ -87,6 +95,19 @@ def build_ui(service, stream_audio=True):
         srt_path.write_text(to_srt(synthesis.sentences, synthesis.words_by_sentence), encoding="utf-8")
         return str(wav_path), str(srt_path), _status(engine, job.stats)
 
+    def preview(text):
+        """The reading the synthesis would use: each sentence with its syllables in the inline syntax,
+        then the readings the user fixed and where they came from."""
+        if not text.strip():
+            return ""
+        try:
+            sentences = engine.frontend.sentences(text)
+        except ValueError as err:  # nothing readable, bad SSML
+            raise gr.Error(str(err)) from None
+        fixed = [f"{r['char']} {r['pinyin']}（{SOURCE_NAMES[r['source']]}）"
+                 for s in sentences for r in s.readings if r["source"] != "model"]
+        return "\n".join(annotated(s) for s in sentences) + (f"\n\n已指定：{'，'.join(fixed)}" if fixed else "")
+
     def speak(text, voice, emotion, reference_audio, speed, pitch, volume, progress=gr.Progress()):
         # Gradio closes a generator whose update failed to encode (or whose page went away) only once
         # the generator's first update has gone out: it keeps the generator from then on, not before.
@@ -129,7 +150,12 @@ def build_ui(service, stream_audio=True):
                     speed = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="语速")
                     pitch = gr.Slider(-3.0, 3.0, value=0.0, step=0.1, label="音高")
                     volume = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="音量")
-                button = gr.Button("合成", variant="primary", elem_id="speak")
+                with gr.Row():
+                    button = gr.Button("合成", variant="primary", elem_id="speak")
+                    preview_button = gr.Button("查看读音", elem_id="preview")
+                reading = gr.Textbox(label="读音（每个汉字后是读出的拼音）", lines=3, interactive=False,
+                                     elem_id="reading")
+                gr.Markdown(READING_HELP)
             with gr.Column(scale=2):
                 stream_out = gr.Audio(label="实时播放", streaming=True, autoplay=True, elem_id="stream")
                 # without ffmpeg nothing streams: the finished WAV plays by itself instead
@@ -145,6 +171,8 @@ def build_ui(service, stream_audio=True):
                      api_visibility="private", queue=False)
         button.click(speak, inputs, [stream_out, full_out, srt_out, status], api_name="speak",
                      concurrency_id="engine")
+        preview_button.click(preview, text, reading, api_name="preview", concurrency_id="preview",
+                             concurrency_limit=2)
         # The same synthesis without streaming, returning the WAV file: for gradio_client and scripts.
         gr.Button(visible=False).click(synthesize, inputs, [full_out, srt_out, status], api_name="synthesize",
                                        concurrency_id="engine")

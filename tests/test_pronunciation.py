@@ -289,3 +289,17 @@ def test_ssml_through_the_engine_reads_like_inline_pinyin(engine):
     inline_ = engine.synthesize("他长(chang2)大了。", voice="fixture")
     assert [u.text for u in ssml.units] == [u.text for u in inline_.units]
     assert ssml.sentences[0].text == "他长大了。"
+
+
+# ---- the page's preview --------------------------------------------------------------------------------
+
+def test_annotated_reading_pasted_back_reads_the_same(frontend):
+    from sambert.frontend import annotated
+
+    text = "他长(chang2)大了，花儿很好看。一起走吧！"
+    sentences = frontend.sentences(text)
+    lines = [annotated(s) for s in sentences]
+    assert lines[0] == "他(ta1)长(chang2)大(da4)了(le5)，花(hua1)儿很(hen3)好(hao3)看(kan4)。"  # 儿: erhua, no syllable
+    assert lines[1].startswith("一(yi4)起(qi2)走(zou3)")  # spoken tones, after sandhi
+    again = frontend.sentences("".join(lines))
+    assert [s.units for s in again] == [s.units for s in sentences]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from . import g2p as _g2p
 from . import inline, polyphone, prosody, sandhi, ssml
+from .lexicon import HAN_WORD as HAN
 from .lexicon import Lexicon, LexiconError, LexiconFile
 from .normalize import normalize as _normalize
 from .ssml import SsmlError
@@ -154,6 +155,15 @@ class Frontend:
         return sentence
 
 
+def annotated(sentence):
+    """The sentence with each Chinese character followed by the syllable said, in the inline syntax
+    (`他(ta1)长(chang2)大(da4)了(le5)。`): pasted back as text it is read the same way, and any syllable
+    in it can be corrected there."""
+    said = {r["index"]: r["spoken"] for r in sentence.readings if HAN.fullmatch(r["char"])}
+    # an erhua 儿 has no syllable of its own (said with the one before); punctuation and letters none
+    return "".join(f"{c}({said[i]})" if said.get(i) else c for i, c in enumerate(sentence.text))
+
+
 def _readings(text, words, spoken):
     """Per character read: its lexical and spoken syllables and where the reading came from (Latin
     letters read as several syllables get them all, joined by spaces)."""
@@ -170,5 +180,5 @@ def _readings(text, words, spoken):
     return list(out.values())
 
 
-__all__ = ["Frontend", "FrontendError", "Lexicon", "LexiconError", "LexiconFile", "Sentence", "SsmlError", "g2p",
+__all__ = ["Frontend", "FrontendError", "Lexicon", "LexiconError", "LexiconFile", "Sentence", "SsmlError", "annotated", "g2p",
            "normalize", "read_markup"]
