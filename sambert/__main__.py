@@ -18,6 +18,13 @@ def _read_text(text):
     return text
 
 
+def _reading_options(cmd):
+    cmd.add_argument("--lexicon", default=os.environ.get(LEXICON_ENV),
+                     help="user lexicon, word<TAB>pinyin lines (default: $SAMBERT_LEXICON)")
+    cmd.add_argument("--numbers", choices=("auto", "digits", "cardinal"), default="auto",
+                     help="read every number digit by digit or as an amount (default auto: as the context says)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m sambert", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -30,8 +37,7 @@ def main(argv=None):
         cmd = commands.add_parser(name, help=help_)
         cmd.add_argument("text", nargs="?", help="text; '-' or nothing reads stdin")
         if name != "normalize":
-            cmd.add_argument("--lexicon", default=os.environ.get(LEXICON_ENV),
-                             help="user lexicon, word<TAB>pinyin lines (default: $SAMBERT_LEXICON)")
+            _reading_options(cmd)
     commands.choices["g2p"].add_argument("--sources", action="store_true",
                                          help="per sentence: the normalised text, then per character its "
                                          "pinyin, spoken syllable and source (model, lexicon, inline)")
@@ -53,8 +59,7 @@ def main(argv=None):
     synth.add_argument("--pitch", type=float, default=0.0)
     synth.add_argument("--energy", type=float, default=1.0)
     synth.add_argument("--srt", help="also write subtitles (SRT) to this file")
-    synth.add_argument("--lexicon", default=os.environ.get(LEXICON_ENV),
-                       help="user lexicon, word<TAB>pinyin lines (default: $SAMBERT_LEXICON)")
+    _reading_options(synth)
 
     speak_cmd = commands.add_parser("speak", help="stream text to a running app's WebSocket API and write the "
                                     "audio as it comes (stdin is sent as it arrives)")
@@ -86,7 +91,7 @@ def main(argv=None):
                 print(frontend.normalize(text))
                 return 0
             words = frontend.Lexicon.from_file(args.lexicon) if args.lexicon else None
-            sentences = frontend.Frontend().sentences(text, words)
+            sentences = frontend.Frontend().sentences(text, words, {"numbers": args.numbers})
             if args.command == "units":
                 for sentence in sentences:
                     print(" ".join(sentence.units))
@@ -127,7 +132,7 @@ def main(argv=None):
             result = synth_to_file(text, args.output, voice=args.voice, emotion=args.emotion,
                                    profile=args.profile, model_dir=args.model_dir, device=args.device,
                                    srt=args.srt, speed=args.speed, pitch=args.pitch, energy=args.energy,
-                                   lexicon=words)
+                                   lexicon=words, normalization={"numbers": args.numbers})
         except (ValueError, OSError, VoiceError) as err:
             parser.exit(2, f"error: {err}\n")
         print(f"wrote {args.output}: {result.stats.summary()}")

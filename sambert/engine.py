@@ -178,13 +178,14 @@ class Engine:
     # ---- requests ----------------------------------------------------------------------------
 
     def stream(self, text, voice=None, emotion=None, speed=1.0, pitch=0.0, energy=1.0, volume=1.0,
-               pitch_scale=1.0, speaker=None, lexicon=None):
+               pitch_scale=1.0, speaker=None, lexicon=None, normalization=None):
         """Start a request; returns a `Synthesis` to iterate for float32 mono chunks.
 
         speed: speaking rate (2.0 = twice as fast); pitch: shift in the acoustic model's pitch units
         (added to the predicted, normalised pitch); pitch_scale: pitch range around the mean; energy:
         scale of the predicted energy; volume: output gain. lexicon: this request's words, a Lexicon
-        or {"word": "pin1 yin1"}, over the frontend's server-wide lexicon. Bad input raises EngineError /
+        or {"word": "pin1 yin1"}, over the frontend's server-wide lexicon; normalization: reading modes,
+        {"numbers": "auto|digits|cardinal"} (frontend/modes.py). Bad input raises EngineError /
         FrontendError / LexiconError here, before any audio is produced.
         """
         start = time.perf_counter()
@@ -207,7 +208,8 @@ class Engine:
         controls.update(emotion=emotion, speaker=speaker)
         if lexicon is not None and not isinstance(lexicon, Lexicon):
             lexicon = Lexicon.from_mapping(lexicon)
-        sentences = self._sentences(read_markup(text), lexicon)  # SSML before the text is cut into pieces
+        # SSML is compiled before the text is cut into pieces
+        sentences = self._sentences(read_markup(text), lexicon, normalization)
         stats = Stats(profile=self.profile.name, device=_placement(self.profile), chars=len(text))
         return Synthesis(self, v, sentences, controls, stats, time.perf_counter() - start)
 
@@ -221,14 +223,14 @@ class Engine:
 
     # ---- internals ---------------------------------------------------------------------------
 
-    def _sentences(self, text, lexicon=None):
+    def _sentences(self, text, lexicon=None, normalization=None):
         """Lazily parsed sentences. The first readable piece is parsed now, so text with nothing to
         read fails before streaming starts; the rest is parsed as the audio gets there."""
         pieces = [p for p in _PIECE_END.split(text) if p.strip()]
         first, errors = None, []
         for i, piece in enumerate(pieces):
             try:
-                first = self.frontend.sentences(piece, lexicon)
+                first = self.frontend.sentences(piece, lexicon, normalization)
                 break
             except FrontendError as err:
                 errors.append(err)
@@ -240,7 +242,7 @@ class Engine:
             yield from first
             for piece in pieces[i + 1 :]:
                 try:
-                    yield from self.frontend.sentences(piece, lexicon)
+                    yield from self.frontend.sentences(piece, lexicon, normalization)
                 except FrontendError as err:
                     if "nothing to read" not in str(err):
                         raise

@@ -303,3 +303,35 @@ def test_annotated_reading_pasted_back_reads_the_same(frontend):
     assert lines[1].startswith("一(yi4)起(qi2)走(zou3)")  # spoken tones, after sandhi
     again = frontend.sentences("".join(lines))
     assert [s.units for s in again] == [s.units for s in sentences]
+
+
+# ---- reading modes ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("numbers, expected", [
+    (None, "二零二四年有两个，电话幺幺零。"),  # auto: a year digit by digit, 2 before a measure word 两, 110 with 幺
+    ("digits", "二零二四年有二个，电话一一零。"),
+    ("cardinal", "两千零二十四年有两个，电话一百一十。"),
+])
+def test_number_modes(frontend, numbers, expected):
+    modes = None if numbers is None else {"numbers": numbers}
+    assert "".join(s.text for s in frontend.sentences("2024年有2个，电话110。", normalization=modes)) == expected
+
+
+def test_number_modes_leave_inline_tone_digits_alone(frontend):
+    (sentence,) = frontend.sentences("长(zhang3)了3岁。", normalization={"numbers": "digits"})
+    assert sentence.text == "长了三岁。" and sentence.readings[0]["source"] == "inline"
+
+
+def test_bad_modes_are_refused_by_the_api(client):
+    for body, message in (({"numbers": "roman"}, "normalization numbers must be one of auto, digits, cardinal"),
+                          ({"english": "words"}, "unknown normalization mode 'english'; valid: numbers")):
+        for path in ("/v1/audio/speech", "/v1/g2p"):
+            reply = client.post(path, json={"input": "第1名", "normalization": body, "response_format": "wav"})
+            assert reply.status_code == 400 and message in reply.json()["error"]["message"], (path, reply.text)
+
+
+def test_api_and_cli_take_the_number_mode(client, capsys):
+    reply = client.post("/v1/g2p", json={"input": "2024年", "normalization": {"numbers": "cardinal"}})
+    assert reply.json()["sentences"][0]["text"] == "两千零二十四年"
+    assert main(["g2p", "--numbers", "digits", "2个"]) == 0
+    assert capsys.readouterr().out == "er4 ge4\n"

@@ -9,7 +9,7 @@
 from dataclasses import dataclass, field
 
 from . import g2p as _g2p
-from . import inline, polyphone, prosody, sandhi, ssml
+from . import inline, modes, polyphone, prosody, sandhi, ssml
 from .lexicon import HAN_WORD as HAN
 from .lexicon import Lexicon, LexiconError, LexiconFile
 from .normalize import normalize as _normalize
@@ -96,17 +96,23 @@ class Frontend:
             return server
         return server | (lexicon if isinstance(lexicon, Lexicon) else Lexicon.from_mapping(lexicon))
 
-    def sentences(self, text, lexicon=None):
+    def sentences(self, text, lexicon=None, normalization=None):
         """`lexicon`: this request's words (a Lexicon or {word: pinyin}), over the server-wide ones.
-        Inline pinyin (`长(zhang3)大`) and SSML (text starting with `<speak>`) win over both."""
+        Inline pinyin (`长(zhang3)大`) and SSML (text starting with `<speak>`) win over both.
+        `normalization`: reading modes, {"numbers": "auto|digits|cardinal"} (modes.py)."""
         words = self.user_lexicon(lexicon)
+        reading_modes = modes.check(normalization)
         stripped, marks = inline.extract(read_markup(_check(text)))
-        normalised = normalize(stripped)
+
+        def read(part):
+            return normalize(modes.apply(part, reading_modes))
+
+        normalised = read(stripped)
         # lexicon words are kept whole by the segmenter; inline pinyin changes readings only
         found = words.find(normalised)
         spans = [(at, at + len(word)) for at, word, _ in found]
         overrides = {at + i: (s, "lexicon") for at, _, syllables in found for i, s in enumerate(syllables)}
-        for at, syllables, source in inline.locate(stripped, normalised, marks, normalize):
+        for at, syllables, source in inline.locate(stripped, normalised, marks, read):
             overrides.update({at + i: (s, source) for i, s in enumerate(syllables)})
         pieces = prosody.split_sentences(normalised, self.max_sentence_chars, segment=_g2p.segment)
         # the polyphone model reads the whole text in one batched pass; each sentence gets its share

@@ -6,8 +6,9 @@
                             "stream_format": "sse", server-sent events with base64 audio and word
                             timings (sse.py; "timestamp_granularities": ["word", "char"])
     WS   /v1/audio/speech/ws  text in pieces, audio and timings back as it is spoken (ws.py)
-    POST /v1/g2p            {"input": "他长(zhang3)大了。", "lexicon": {"word": "pin1 yin1"}} -> per sentence the
-                            normalised text and per character its pinyin and source (model, lexicon, inline)
+    POST /v1/g2p            {"input": "他长(zhang3)大了。", "lexicon": {"word": "pin1 yin1"}, "normalization": {...}}
+                            -> per sentence the normalised text and per character its pinyin and source
+                            (model, lexicon, inline, ssml); the speech endpoint takes the same two fields
     GET  /v1/voices         installed voices with their emotions
     GET  /healthz           200 when the engine is loaded (for load balancers)
     GET  /metrics           Prometheus text
@@ -57,11 +58,13 @@ class SpeechRequest(BaseModel):
     stream_format: str = "audio"  # "audio": the bytes themselves; "sse": server-sent events (sse.py)
     timestamp_granularities: list[str] = ["word"]  # with "sse": "word" and/or "char" timings
     lexicon: dict[str, str] | None = None  # this request's words, {"银行": "yin2 hang2"}, over the server's
+    normalization: dict[str, str] | None = None  # reading modes, {"numbers": "auto|digits|cardinal"}
 
 
 class G2pRequest(BaseModel):
     input: str
     lexicon: dict[str, str] | None = None
+    normalization: dict[str, str] | None = None
 
 
 class ApiError(Exception):
@@ -156,7 +159,7 @@ def create_api(service):
         try:
             job = await run_in_threadpool(service.open, "speech", body.input, voice=body.voice, emotion=body.emotion,
                                           speed=body.speed, pitch=body.pitch, volume=body.volume,
-                                          lexicon=body.lexicon, gone=gone)
+                                          lexicon=body.lexicon, normalization=body.normalization, gone=gone)
         except Busy as err:
             raise ApiError(429, str(err), kind="rate_limit_error", headers={"Retry-After": "5"}) from None
         except ClientGone as err:
@@ -179,8 +182,9 @@ def create_api(service):
         if len(body.input) > limit:
             raise ApiError(400, f"input has {len(body.input)} characters; the limit is {limit}", param="input")
         try:
-            sentences = await run_in_threadpool(service.engine.frontend.sentences, body.input, body.lexicon)
-        except ValueError as err:  # FrontendError, LexiconError
+            sentences = await run_in_threadpool(service.engine.frontend.sentences, body.input, body.lexicon,
+                                                body.normalization)
+        except ValueError as err:  # FrontendError, LexiconError, SsmlError, ModeError
             raise ApiError(400, str(err)) from None
         return {"object": "g2p", "sentences": [{"text": s.text, "pinyin": s.pinyin, "chars": s.readings}
                                                for s in sentences]}
