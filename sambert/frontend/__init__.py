@@ -2,8 +2,12 @@
 
     normalize(text)        numbers, symbols, dates... spelled out in Chinese characters
     g2p(text)              one lexical pinyin syllable per character (TONE3, neutral tone 5)
-    Frontend().sentences(text) -> [Sentence]: per sentence the unit strings a SAM-BERT voice reads,
-                           the source character of every unit (for subtitles) and the spoken pinyin.
+    Frontend().sentences(text, lexicon, normalization) -> [Sentence]: per sentence the unit strings a
+                           SAM-BERT voice reads, the source character of every unit (for subtitles), the
+                           spoken pinyin and per character its reading and where it came from.
+
+The user fixes readings with inline pinyin (inline.py), SSML (ssml.py), lexicons (lexicon.py) and
+reading modes (modes.py); see README "Fixing a pronunciation".
 """
 
 from dataclasses import dataclass, field

@@ -104,7 +104,7 @@ class Lexicon:
     def find(self, text):
         """[(offset, word, syllables)]: the longest lexicon word at each place, left to right, not overlapping."""
         found, i = [], 0
-        while i < len(text):
+        while self.longest and i < len(text):
             for size in range(min(self.longest, len(text) - i), 0, -1):
                 word = text[i:i + size]
                 if word in self.entries:
