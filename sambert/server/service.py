@@ -104,10 +104,15 @@ class Service:
     def warm_up(self):
         """One short synthesis per voice, so the first visitor's request is as fast as later ones;
         yields (voice name, seconds) as each is done."""
-        for voice in self.engine.voices:
-            started = time.perf_counter()
-            self.engine.synthesize(WARM_UP_TEXT, voice=voice.name)
-            yield voice.name, time.perf_counter() - started
+        # SAMBERT_INJECT_OOM counts the vocoder calls of requests, not the warm-up's
+        injected, self.engine.inject_oom = self.engine.inject_oom, 0
+        try:
+            for voice in self.engine.voices:
+                started = time.perf_counter()
+                self.engine.synthesize(WARM_UP_TEXT, voice=voice.name)
+                yield voice.name, time.perf_counter() - started
+        finally:
+            self.engine.inject_oom = injected
 
     def apply_reference(self, voice, path, controls):
         """`controls` moved towards the style of the recording at `path` (sliders still apply on top)."""
