@@ -1,11 +1,16 @@
-"""The app server for the serving tests: started once per test session, in a subprocess, on a free port.
+"""The app servers for the serving tests: each started once per test session, in a subprocess, on a free port.
 
-Import the fixture in a test module (`from conftest_app import app_server  # noqa: F401`); every module
-gets the same process. Voice: the bundled default voice when one is installed, else a ModelScope-layout
-directory built from the small KAN-TTS reference fixture (random weights: noise-like, never silent),
-else the tests are skipped. SAMBERT_TEST_MODEL_DIR picks a model directory explicitly.
+Import a fixture in a test module (`from conftest_app import app_server  # noqa: F401`); every module
+gets the same process. `app_server` serves a ModelScope-layout directory built from the small KAN-TTS
+reference fixture (random weights: noise-like, never silent; on the CPU it synthesizes some 25 times faster
+than the bundled voice, which is what keeps the serving tests short), else the bundled default voice, else
+the tests are skipped. SAMBERT_TEST_MODEL_DIR picks a model directory explicitly.
 
-`fixture_voices_server` is a second process serving two fixture voices (FIXTURE_VOICES) that have the
+`locked_server` is the app as it ships (the bundled default voice, no --model-dir, where one is installed)
+with a login, a per-client rate limit, a short WebSocket idle limit and 16 waiting: the login, share, rate
+and admission tests, and the bundled voice served end to end.
+
+`fixture_voices_server` is a process serving two fixture voices (FIXTURE_VOICES) that have the
 eight trained emotions of the *_emo voices and differ from each other, for what the bundled voice (one
 voice, neutral only) cannot show: emotions through the serving stack, and requests for different voices
 running together without crossing. It admits several requests at once, as a GPU profile does.
@@ -87,19 +92,21 @@ def build_fixture_voice(root, voices=("zhitian_emo",)):
     return root
 
 
-def _model_dir_args(workdir):
+def _model_dir_args(workdir, bundled):
     if os.environ.get("SAMBERT_TEST_MODEL_DIR"):
         return ["--model-dir", os.environ["SAMBERT_TEST_MODEL_DIR"]]
-    if any((ROOT / "assets" / "voices").glob("*/voice.yaml")):
-        return []  # the bundled default voice
-    if FIXTURE.is_file():
+    has_bundled = any((ROOT / "assets" / "voices").glob("*/voice.yaml"))
+    if FIXTURE.is_file() and not (bundled and has_bundled):
         return ["--model-dir", str(build_fixture_voice(workdir / "model"))]
+    if has_bundled:
+        return []  # the bundled default voice
     pytest.skip("no voice to serve: no bundled voice in assets/voices and no ../shared/fixtures")
 
 
-def start_server(extra_env=None, extra_args=(), model_dir=None):
-    """A fresh app server process (stop it with stop_server); the session fixture shares one.
-    `model_dir` serves that directory instead of the default choice (see the module's docstring)."""
+def start_server(extra_env=None, extra_args=(), model_dir=None, bundled=False):
+    """A fresh app server process (stop it with stop_server); the session fixtures share theirs.
+    `model_dir` serves that directory, `bundled` the bundled voice where one is installed, instead of the
+    default choice (see the module's docstring)."""
     workdir = Path(tempfile.mkdtemp(prefix="sambert-app-test-"))
     port = free_port()
     env = dict(os.environ, GRADIO_TEMP_DIR=str(workdir / "gradio"), GRADIO_ANALYTICS_ENABLED="False",
@@ -112,7 +119,7 @@ def start_server(extra_env=None, extra_args=(), model_dir=None):
     headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
     log = workdir / "server.log"
     cmd = [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port), "--max-queue", "4",
-           *(["--model-dir", str(model_dir)] if model_dir else _model_dir_args(workdir)), *extra_args]
+           *(["--model-dir", str(model_dir)] if model_dir else _model_dir_args(workdir, bundled)), *extra_args]
     process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     atexit.register(stop_server, process)
     url = f"http://127.0.0.1:{port}"
@@ -210,6 +217,19 @@ def _shared_server(name, start):
 @pytest.fixture(scope="session")
 def app_server():
     return _shared_server("default", start_server)
+
+
+# The login of locked_server (user, password).
+AUTH = ("agent", "s3cret")
+
+
+@pytest.fixture(scope="session")
+def locked_server():
+    """The bundled voice behind a login (AUTH), 2 requests a minute per remote client (a local caller is not
+    limited), WebSocket connections closed after 2 s idle, 16 requests waiting."""
+    return _shared_server("locked", lambda: start_server(
+        {"SAMBERT_AUTH": ":".join(AUTH), "SAMBERT_WS_IDLE_SECONDS": "2"},
+        ["--max-queue", "16", "--rate-limit", "2/minute"], bundled=True))
 
 
 @pytest.fixture(scope="session")

