@@ -64,7 +64,7 @@ class PolyphoneModel:
             live = (pos >= 0) & (pos < lengths[:, None])
             x = table[ids[rows[:, None], np.maximum(pos, 0)]]  # [batch, time, 4n]: every input projection
             for t in range(steps):
-                z = x[:, t] + h @ w_hh
+                z = x[:, t] + _matmul(h, w_hh)
                 gates = 1 / (1 + np.exp(-z))  # PyTorch's gate order: input, forget, cell, output
                 c_new = gates[:, n:2 * n] * c + gates[:, :n] * np.tanh(z[:, 2 * n:3 * n])
                 h_new = gates[:, 3 * n:] * np.tanh(c_new)
@@ -102,7 +102,7 @@ class PolyphoneModel:
         where = [(r, i) for r, s in enumerate(sentences) for i, ch in enumerate(s) if ch in self.candidates]
         picked = hidden[[r for r, _ in where], [i + 1 for _, i in where]]  # +1: the BOS marker
         w0, b0, w1, b1 = self.dense
-        logits = np.maximum(picked @ w0 + b0, 0) @ w1 + b1
+        logits = _matmul(np.maximum(_matmul(picked, w0) + b0, 0), w1) + b1
         result = [{} for _ in sentences]
         for (r, i), scores in zip(where, logits):
             allowed = self.candidates[sentences[r][i]]
@@ -113,6 +113,20 @@ class PolyphoneModel:
 # a row is a sentence, or up to 80 characters of one; CPP's sentences (what g2pM learned from) rarely exceed that
 _ROWS = re.compile(r"[^。！？!?\n]{1,80}[。！？!?]*")
 _BATCH = 128
+
+
+# OpenBLAS runs a product of more than 4 * 65536 multiply-adds (m * n * k) on all its threads; for
+# products this small, on cores busy with synthesis or training, waking and waiting for those threads
+# cost 100 times the arithmetic (measured: 14 ms instead of 50 us for a 128-row step)
+_ONE_THREAD_MACS = 4 * 65536
+
+
+def _matmul(a, b):
+    """a @ b in blocks of rows small enough that OpenBLAS computes each on the calling thread."""
+    rows = max(1, _ONE_THREAD_MACS // (a.shape[1] * b.shape[1]))
+    if len(a) <= rows:
+        return a @ b
+    return np.concatenate([a[k:k + rows] @ b for k in range(0, len(a), rows)])
 
 
 _lock = threading.Lock()
