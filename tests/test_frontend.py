@@ -211,6 +211,29 @@ def test_spoken_pinyin(text, expected):
     assert " ".join(sentence.pinyin) == expected
 
 
+def test_tagger_decodes_as_jieba_does():
+    """Our numpy Viterbi (tagger.py) is what jieba.posseg runs, and finds jieba's own best path and score
+    on the unknown-word runs of real sentences and on random strings, where ties are common."""
+    import random
+
+    import jieba.posseg
+    from jieba.posseg import char_state_tab_P, emit_P, start_P, trans_P
+
+    from sambert.frontend import tagger
+    from sambert.frontend.g2p import posseg
+
+    posseg()  # loads jieba and installs the tagger
+    assert jieba.posseg.viterbi is tagger.viterbi
+    jiebas = sys.modules["jieba.posseg.viterbi"].viterbi
+    rng = random.Random(13)
+    chars = list(char_state_tab_P)[:3000] + ["\u9fa5", "\u3400"]  # the last two are outside its table
+    runs = ["李明浩", "张伟", "北京市海淀区", "乌鲁木齐", "哈哈哈哈", "的的的"]
+    runs += ["".join(rng.choice(chars) for _ in range(rng.randint(1, 10))) for _ in range(300)]
+    for run in runs:
+        assert tagger.viterbi(run, char_state_tab_P, start_P, trans_P, emit_P) == jiebas(
+            run, char_state_tab_P, start_P, trans_P, emit_P), run
+
+
 def test_letters_are_spelled():
     assert g2p("GDP") == ["ji4", "di4", "pi4"]
     assert g2p("O2O") == ["ou1", "tu4", "ou1"]  # normalised to "O to O"

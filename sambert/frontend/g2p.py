@@ -7,6 +7,7 @@ which depend on the neighbouring words rather than on the word itself.
 Latin letters are spelled with Chinese letter names (see LETTERS).
 """
 
+import functools
 import logging
 import re
 import threading
@@ -16,7 +17,7 @@ from pypinyin import Style, lazy_pinyin
 from pypinyin.constants import PHRASES_DICT
 from pypinyin.seg.mmseg import seg as _mmseg
 
-from . import polyphone
+from . import polyphone, tagger
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def _segmenter():
             jieba.setLogLevel(logging.WARNING)
             log.info("frontend: loading the jieba dictionary (once per process)")
             jieba.initialize()
+            tagger.install(jieba.posseg)  # the same tags, decoded several times faster
             _posseg = jieba.posseg
     return _posseg
 
@@ -130,6 +132,13 @@ def _read_latin(word):
             word.erhua.append(False)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _dictionary_reading(text):
+    """pypinyin's reading of a word (a tuple of TONE3 syllables). It depends on the word alone, and
+    converting it is the dearest step of the lookup; words repeat, so each is converted once."""
+    return tuple(lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True))
+
+
 def _pinyin(words):
     """Lexical pinyin for the Chinese words, by phrase lookup (pairs of single characters included)."""
     readings = []
@@ -144,13 +153,13 @@ def _pinyin(words):
             # jieba sometimes splits a dictionary phrase into single characters (为/人, 和/面):
             # read the pair as the phrase; the segmentation used for prosody stays as it is. Not after
             # an adverb, which jieba keeps apart from what it modifies (都/会 'all will', not 都会 du1)
-            pair = lazy_pinyin(word.text + nxt.text, style=Style.TONE3, neutral_tone_with_five=True)
+            pair = _dictionary_reading(word.text + nxt.text)
             readings += [pair[:1], pair[1:]]
             word.phrase = nxt.phrase = True
             i += 2
             continue
         else:
-            readings.append(lazy_pinyin(word.text, style=Style.TONE3, neutral_tone_with_five=True))
+            readings.append(_dictionary_reading(word.text))
         i += 1
     return readings
 
