@@ -1,11 +1,16 @@
-"""Frontend speed: start-up (first call loads jieba's dictionary and the polyphone model) and characters per second after warm-up.
+"""Frontend speed: the first call in a fresh process (jieba's dictionary and the polyphone model load
+then) and characters per second after warm-up.
 
-    python benchmarks/frontend_speed.py [--repeat N]
+    python benchmarks/frontend_speed.py [--cpp ../shared/eval/cpp] [--sentences 2000] [--starts 3]
 
-Runs the start-up measurement in a fresh interpreter so nothing is cached in this one.
+Throughput is measured on varied text, the first `--sentences` sentences of CPP's dev split
+(Wikipedia, none repeated), read as one text after a warm-up on other text; and on the mixed sample
+below (numbers, money, times) repeated 20 times, which flatters anything cached per word. Each
+first-call measurement runs in a new interpreter, so nothing is loaded or cached beforehand.
 """
 
 import argparse
+import statistics
 import subprocess
 import sys
 import time
@@ -23,43 +28,64 @@ SAMPLE = (
 
 STARTUP = """
 import time
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 from sambert.frontend import Frontend
-t1 = time.perf_counter()
+t1, c1 = time.perf_counter(), time.process_time()
 Frontend().sentences("你好，世界。")
-t2 = time.perf_counter()
-print(f"{t1 - t0:.3f} {t2 - t1:.3f}")
+t2, c2 = time.perf_counter(), time.process_time()
+print(t1 - t0, t2 - t1, c2 - c0)
 """
+
+
+def first_calls(n):
+    """[(import s, first sentences() s, CPU s of both)] from `n` fresh interpreters."""
+    runs = []
+    for _ in range(n):
+        out = subprocess.run([sys.executable, "-c", STARTUP], cwd=REPO, capture_output=True, text=True, check=True)
+        runs.append(tuple(map(float, out.stdout.split())))
+    return runs
+
+
+def throughput(text):
+    """[(stage, seconds)] for one pass over `text`: the whole frontend first, while the text is new to
+    it; then its stages, which find the text's words already read."""
+    from sambert.frontend import Frontend, g2p, normalize, polyphone
+
+    frontend = Frontend()
+    rows = []
+    for name, fn in (("sentences (units)", frontend.sentences), ("normalize", normalize),
+                     ("polyphone model", polyphone.model().read), ("g2p", g2p)):
+        t0 = time.perf_counter()
+        fn(text)
+        rows.append((name, time.perf_counter() - t0))
+    return rows
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=20, help="copies of the sample text per timed call")
+    parser.add_argument("--cpp", type=Path, default=REPO.parent / "shared" / "eval" / "cpp", help="folder with dev.sent")
+    parser.add_argument("--sentences", type=int, default=2000, help="CPP dev sentences in the varied text")
+    parser.add_argument("--starts", type=int, default=3, help="fresh interpreters for the first-call time")
     args = parser.parse_args()
 
-    out = subprocess.run([sys.executable, "-c", STARTUP], cwd=REPO, capture_output=True, text=True, check=True)
-    import_s, first_call_s = map(float, out.stdout.split())
+    from sambert.frontend import Frontend, cpp
 
-    from sambert.frontend import Frontend, g2p, normalize, polyphone
+    runs = first_calls(args.starts)
+    varied = "\n".join(item.text for item in cpp.load(args.cpp)[:args.sentences])
+    Frontend().sentences(SAMPLE)  # warm-up: loads jieba and the model, on text unlike the varied text
+    texts = (("varied (CPP dev)", varied), ("sample x20", SAMPLE * 20))
+    results = [(label, len(text), throughput(text)) for label, text in texts]
 
-    frontend = Frontend()
-    frontend.sentences(SAMPLE)  # warm-up
-    text = SAMPLE * args.repeat
-    rows = []
-    stages = (("normalize", normalize), ("polyphone model", polyphone.model().read), ("g2p", g2p),
-              ("sentences (units)", frontend.sentences))
-    for name, fn in stages:
-        t0 = time.perf_counter()
-        fn(text)
-        dt = time.perf_counter() - t0
-        rows.append((name, len(text), dt, len(text) / dt))
-
-    print(f"import sambert.frontend        {import_s * 1000:8.0f} ms")
-    print(f"first sentences() (jieba, model) {first_call_s * 1000:6.0f} ms")
+    print(f"first call, {len(runs)} fresh interpreters (median; all):")
+    for k, name in enumerate(("import sambert.frontend", "first sentences()", "both, CPU")):
+        values = [run[k] for run in runs]
+        print(f"  {name:<24}{statistics.median(values):7.2f} s   " + " ".join(f"{v:.2f}" for v in values))
+    print(f"  {'import + first call':<24}{statistics.median(a + b for a, b, _ in runs):7.2f} s")
     print()
-    print(f"{'stage':<20}{'chars':>8}{'seconds':>10}{'chars/s':>10}")
-    for name, n, dt, rate in rows:
-        print(f"{name:<20}{n:>8}{dt:>10.3f}{rate:>10.0f}")
+    print(f"{'stage':<20}" + "".join(f"{label + ' chars/s':>28}" for label, _, _ in results))
+    for k, (name, _) in enumerate(results[0][2]):
+        print(f"{name:<20}" + "".join(f"{n / rows[k][1]:>28,.0f}" for _, n, rows in results))
+    print("(" + ", ".join(f"{label}: {n:,} characters" for label, n, _ in results) + ")")
 
 
 if __name__ == "__main__":
