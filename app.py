@@ -95,18 +95,24 @@ def build_ui(service, stream_audio=True):
         srt_path.write_text(to_srt(synthesis.sentences, synthesis.words_by_sentence), encoding="utf-8")
         return str(wav_path), str(srt_path), _status(engine, job.stats)
 
-    def preview(text):
-        """The reading the synthesis would use: each sentence with its syllables in the inline syntax,
-        then the readings the user fixed and where they came from."""
+    def preview(text, voice):
+        """The reading the synthesis would use with this voice: each sentence with its syllables in the
+        inline syntax, then the readings the user fixed and where they came from, then the Latin words'
+        (English words in ARPAbet from the dictionary, or spelled letters)."""
         if not text.strip():
             return ""
         try:
-            sentences = engine.frontend.sentences(text)
+            sentences = engine.frontend.sentences(text, english_phones=engine.voice(voice).inventory.english_phones)
         except ValueError as err:  # nothing readable, bad SSML
             raise gr.Error(str(err)) from None
+        readings = [r for s in sentences for r in s.readings]
         fixed = [f"{r['char']} {r['pinyin']}（{SOURCE_NAMES[r['source']]}）"
-                 for s in sentences for r in s.readings if r["source"] != "model"]
-        return "\n".join(annotated(s) for s in sentences) + (f"\n\n已指定：{'，'.join(fixed)}" if fixed else "")
+                 for r in readings if r["source"] in SOURCE_NAMES]
+        latin = [f"{r['char']} {r['spoken']}" for r in readings if r["source"] in ("dictionary", "letters")]
+        lines = ["\n".join(annotated(s) for s in sentences)]
+        lines += [f"已指定：{'，'.join(fixed)}"] if fixed else []
+        lines += [f"英文和字母：{'，'.join(latin)}"] if latin else []
+        return "\n\n".join(lines)
 
     def speak(text, voice, emotion, reference_audio, speed, pitch, volume, progress=gr.Progress()):
         # Gradio closes a generator whose update failed to encode (or whose page went away) only once
@@ -171,7 +177,7 @@ def build_ui(service, stream_audio=True):
                      api_visibility="private", queue=False)
         button.click(speak, inputs, [stream_out, full_out, srt_out, status], api_name="speak",
                      concurrency_id="engine")
-        preview_button.click(preview, text, reading, api_name="preview", concurrency_id="preview",
+        preview_button.click(preview, [text, voice], reading, api_name="preview", concurrency_id="preview",
                              concurrency_limit=2)
         # The same synthesis without streaming, returning the WAV file: for gradio_client and scripts.
         gr.Button(visible=False).click(synthesize, inputs, [full_out, srt_out, status], api_name="synthesize",

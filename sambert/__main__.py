@@ -23,6 +23,14 @@ def _reading_options(cmd):
                      help="user lexicon, word<TAB>pinyin lines (default: $SAMBERT_LEXICON)")
     cmd.add_argument("--numbers", choices=("auto", "digits", "cardinal"), default="auto",
                      help="read every number digit by digit or as an amount (default auto: as the context says)")
+    cmd.add_argument("--english", choices=("auto", "words", "letters"), default="auto",
+                     help="Latin words as English words (a voice with English phones) or spelled with Chinese "
+                     "letter names (default auto: words where the voice has English phones; g2p and units "
+                     "serve no voice: auto spells, words shows what a voice with English phones reads)")
+
+
+def _modes(args):
+    return {"numbers": args.numbers, "english": args.english}
 
 
 def main(argv=None):
@@ -40,7 +48,8 @@ def main(argv=None):
             _reading_options(cmd)
     commands.choices["g2p"].add_argument("--sources", action="store_true",
                                          help="per sentence: the normalised text, then per character its "
-                                         "pinyin, spoken syllable and source (model, lexicon, inline)")
+                                         "pinyin, spoken syllable and source (model, lexicon, inline, ssml, "
+                                         "dictionary, letters)")
 
     voices_cmd = commands.add_parser("voices", help="list the installed voices (name, sample rate, speakers, emotions)")
     voices_cmd.add_argument("--model-dir", help="a ModelScope Sambert-HiFiGAN model directory "
@@ -91,7 +100,7 @@ def main(argv=None):
                 print(frontend.normalize(text))
                 return 0
             words = frontend.Lexicon.from_file(args.lexicon) if args.lexicon else None
-            sentences = frontend.Frontend().sentences(text, words, {"numbers": args.numbers})
+            sentences = frontend.Frontend().sentences(text, words, _modes(args), english_phones=args.english == "words")
             if args.command == "units":
                 for sentence in sentences:
                     print(" ".join(sentence.units))
@@ -132,7 +141,7 @@ def main(argv=None):
             result = synth_to_file(text, args.output, voice=args.voice, emotion=args.emotion,
                                    profile=args.profile, model_dir=args.model_dir, device=args.device,
                                    srt=args.srt, speed=args.speed, pitch=args.pitch, energy=args.energy,
-                                   lexicon=words, normalization={"numbers": args.numbers})
+                                   lexicon=words, normalization=_modes(args))
         except (ValueError, OSError, VoiceError) as err:
             parser.exit(2, f"error: {err}\n")
         print(f"wrote {args.output}: {result.stats.summary()}")

@@ -185,8 +185,8 @@ class Engine:
         (added to the predicted, normalised pitch); pitch_scale: pitch range around the mean; energy:
         scale of the predicted energy; volume: output gain. lexicon: this request's words, a Lexicon
         or {"word": "pin1 yin1"}, over the frontend's server-wide lexicon; normalization: reading modes,
-        {"numbers": "auto|digits|cardinal"} (frontend/modes.py). Bad input raises EngineError /
-        FrontendError / LexiconError here, before any audio is produced.
+        {"numbers": "auto|digits|cardinal", "english": "auto|words|letters"} (frontend/modes.py). Bad
+        input raises EngineError / FrontendError / LexiconError here, before any audio is produced.
         """
         start = time.perf_counter()
         v = self.voice(voice)
@@ -209,7 +209,7 @@ class Engine:
         if lexicon is not None and not isinstance(lexicon, Lexicon):
             lexicon = Lexicon.from_mapping(lexicon)
         # SSML is compiled before the text is cut into pieces
-        sentences = self._sentences(read_markup(text), lexicon, normalization)
+        sentences = self._sentences(read_markup(text), lexicon, normalization, v.inventory.english_phones)
         stats = Stats(profile=self.profile.name, device=_placement(self.profile), chars=len(text))
         return Synthesis(self, v, sentences, controls, stats, time.perf_counter() - start)
 
@@ -223,14 +223,14 @@ class Engine:
 
     # ---- internals ---------------------------------------------------------------------------
 
-    def _sentences(self, text, lexicon=None, normalization=None):
+    def _sentences(self, text, lexicon=None, normalization=None, english_phones=False):
         """Lazily parsed sentences. The first readable piece is parsed now, so text with nothing to
         read fails before streaming starts; the rest is parsed as the audio gets there."""
         pieces = [p for p in _PIECE_END.split(text) if p.strip()]
         first, errors = None, []
         for i, piece in enumerate(pieces):
             try:
-                first = self.frontend.sentences(piece, lexicon, normalization)
+                first = self.frontend.sentences(piece, lexicon, normalization, english_phones)
                 break
             except FrontendError as err:
                 errors.append(err)
@@ -242,7 +242,7 @@ class Engine:
             yield from first
             for piece in pieces[i + 1 :]:
                 try:
-                    yield from self.frontend.sentences(piece, lexicon, normalization)
+                    yield from self.frontend.sentences(piece, lexicon, normalization, english_phones)
                 except FrontendError as err:
                     if "nothing to read" not in str(err):
                         raise

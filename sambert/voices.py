@@ -374,7 +374,7 @@ def load_bundled(path):
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as err:
         raise VoiceError(f"{weights}: cannot read the weights (corrupt or truncated?): {err}") from None
-    inventory = Inventory(tuple(c["speakers"]))
+    inventory = Inventory(tuple(c["speakers"]), english_phones=bool(c.get("english_phones", False)))
     acoustic = build_acoustic(params, state, inventory, weights)
 
     kind, vocoder = _bundle_vocoder(path, config_path, c)

@@ -324,7 +324,7 @@ def test_number_modes_leave_inline_tone_digits_alone(frontend):
 
 def test_bad_modes_are_refused_by_the_api(client):
     for body, message in (({"numbers": "roman"}, "normalization numbers must be one of auto, digits, cardinal"),
-                          ({"english": "words"}, "unknown normalization mode 'english'; valid: numbers")):
+                          ({"emoji": "words"}, "unknown normalization mode 'emoji'; valid: numbers, english")):
         for path in ("/v1/audio/speech", "/v1/g2p"):
             reply = client.post(path, json={"input": "第1名", "normalization": body, "response_format": "wav"})
             assert reply.status_code == 400 and message in reply.json()["error"]["message"], (path, reply.text)

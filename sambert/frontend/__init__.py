@@ -7,13 +7,14 @@
                            spoken pinyin and per character its reading and where it came from.
 
 The user fixes readings with inline pinyin (inline.py), SSML (ssml.py), lexicons (lexicon.py) and
-reading modes (modes.py); see README "Fixing a pronunciation".
+reading modes (modes.py); see README "Fixing a pronunciation". English words are read with ARPAbet
+phones for a voice that has them (english.py).
 """
 
 from dataclasses import dataclass, field
 
 from . import g2p as _g2p
-from . import inline, modes, polyphone, prosody, sandhi, ssml
+from . import english, inline, modes, polyphone, prosody, sandhi, ssml
 from .lexicon import HAN_WORD as HAN
 from .lexicon import Lexicon, LexiconError, LexiconFile
 from .normalize import normalize as _normalize
@@ -37,7 +38,8 @@ class Sentence:
     readings: list = field(default_factory=list)
 
 
-# where a reading comes from ("model", "lexicon", "inline", "ssml"); these are said exactly as written (no sandhi)
+# where a reading comes from ("model", "lexicon", "inline", "ssml"; for Latin words "dictionary", English
+# from the CMU dictionary, or "letters", spelled); these are said exactly as written (no sandhi)
 EXACT_SOURCES = ("inline", "ssml")
 
 
@@ -100,12 +102,14 @@ class Frontend:
             return server
         return server | (lexicon if isinstance(lexicon, Lexicon) else Lexicon.from_mapping(lexicon))
 
-    def sentences(self, text, lexicon=None, normalization=None):
+    def sentences(self, text, lexicon=None, normalization=None, english_phones=False):
         """`lexicon`: this request's words (a Lexicon or {word: pinyin}), over the server-wide ones.
         Inline pinyin (`长(zhang3)大`) and SSML (text starting with `<speak>`) win over both.
-        `normalization`: reading modes, {"numbers": "auto|digits|cardinal"} (modes.py)."""
+        `normalization`: reading modes, {"numbers": "auto|digits|cardinal", "english": "auto|words|letters"}
+        (modes.py). `english_phones`: whether the voice read has English phones (its Inventory says)."""
         words = self.user_lexicon(lexicon)
         reading_modes = modes.check(normalization)
+        as_words = modes.english_words(reading_modes, english_phones)
         stripped, marks = inline.extract(read_markup(_check(text)))
 
         def read(part):
@@ -128,15 +132,18 @@ class Frontend:
             own = {k - offset: v for k in range(offset, end) if (v := readings.get(k))}
             fixed = {k - offset: v for k, v in overrides.items() if offset <= k < end}
             whole = [(a - offset, b - offset) for a, b in spans if offset <= a and b <= end]
-            out.append(self._sentence(piece, own, fixed, whole))
+            out.append(self._sentence(piece, own, fixed, whole, as_words))
             offset = end
         out = [s for s in out if s.units]
         if not out:
             raise FrontendError(f"nothing to read in the text (after normalisation: {normalised!r:.80})")
         return out
 
-    def _sentence(self, text, readings, overrides=None, whole=()):
+    def _sentence(self, text, readings, overrides=None, whole=(), english_words=False):
         words = _g2p.analyze(text, readings, overrides, whole)
+        for word in words:
+            if word.kind == "latin":
+                (english.read_word if english_words else english.mark_letters)(word)
         levels = prosody.breaks(words)
         spoken_words = [(w, lv) for w, lv in zip(words, levels) if w.kind != "punct" and w.syllables]
         if not spoken_words:
@@ -151,11 +158,13 @@ class Frontend:
                     said[i] = word.syllables[i]
         sentence = Sentence(text)
         sentence.readings = _readings(text, words, spoken)
-        for (syllables, chars), level in zip(_merge_erhua(words, spoken), levels):
+        for word, (syllables, chars), level in zip(words, _merge_erhua(words, spoken), levels):
             try:
                 pairs = word_units(syllables, chars)  # empty for a 儿 folded into the word before
             except PinyinError as err:
                 raise FrontendError(f"{err} (in sentence {text!r:.80})") from err
+            if word.kind == "latin" and english_words:
+                pairs = english.spread(word, pairs)
             sentence.units += [u for u, _ in pairs]
             sentence.unit_chars += [c for _, c in pairs]
             sentence.pinyin += syllables
@@ -175,16 +184,23 @@ def annotated(sentence):
 
 
 def _readings(text, words, spoken):
-    """Per character read: its lexical and spoken syllables and where the reading came from (Latin
-    letters read as several syllables get them all, joined by spaces)."""
+    """Per character read: its lexical and spoken syllables and where the reading came from (a Latin
+    letter spelled in several syllables gets them all, joined by spaces). An English word read from
+    the dictionary is one entry: "char" is the whole word, "pinyin" its ARPAbet syllables."""
     out = {}
     for word, said in zip(words, spoken):
         for i, char in enumerate(word.chars):
-            entry = out.setdefault(char, {"index": char, "char": text[char], "pinyin": [], "spoken": [],
-                                          "source": word.sources[i]})
+            key = char
+            if word.sources[i] == "dictionary":  # a syllable's char is the last letter it covers
+                key = key_before if i and word.sources[i - 1] == "dictionary" else (
+                    word.chars[i - 1] + 1 if i else word.start)
+            entry = out.setdefault(key, {"index": key, "char": "", "pinyin": [], "spoken": [],
+                                         "source": word.sources[i]})
+            entry["char"] = text[key:char + 1]
             entry["pinyin"].append(word.syllables[i])
             if not word.erhua[i]:
                 entry["spoken"].append(said[i])
+            key_before = key
     for entry in out.values():
         entry["pinyin"], entry["spoken"] = " ".join(entry["pinyin"]), " ".join(entry["spoken"])
     return list(out.values())

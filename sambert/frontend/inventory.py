@@ -56,9 +56,15 @@ class UnitError(ValueError):
 
 @dataclass(frozen=True)
 class Inventory:
-    """The symbol lists of one voice. Only the speaker list differs between voices."""
+    """The symbol lists of one voice. Only the speaker list differs between voices.
+
+    `english_phones`: whether the voice learned the English (ARPAbet) rows of the list. ModelScope's
+    zh-cn voices did (ttsfrd reads English words with them); a voice trained on our frontend's output
+    before it read English words (the bundled default voice) has them untrained, and the frontend
+    spells Latin words with Chinese letter names for it (frontend/english.py, modes.py)."""
 
     speakers: tuple = (DEFAULT_SPEAKER,)
+    english_phones: bool = True
 
     @property
     def streams(self):

@@ -5,6 +5,10 @@ for si, xx_c for x, v for ü (ju -> j_c v_c), ui/un/iu spelled out as uei/uen/io
 initials (yan -> y_c an_c, wu -> w_c u_c); a syllable with no initial starts with the zero initial
 ga / ge / go after its first vowel (an -> ga an_c, er -> ge er_c, ou -> go ou_c). Erhua adds r to the
 final (huar -> h_c uar_c). This follows the KAN-TTS PinYin phone set; the table is derived here, not copied.
+
+An English syllable (english.py: ARPAbet in capitals, "TH AA0 N") becomes its phones in lower case
+without a suffix, with one tone for the syllable as KAN-TTS's training scripts write English: tone1
+where the vowel has primary stress, tone0 otherwise (they fold secondary stress into 0).
 """
 
 from .inventory import BREAKS, PHONES
@@ -50,7 +54,14 @@ def _final(initial, final):
 
 
 def syllable_phones(syllable):
-    """'hao3' -> (['h_c', 'ao_c'], 'tone3'); raises PinyinError for a syllable it cannot express."""
+    """'hao3' -> (['h_c', 'ao_c'], 'tone3'), 'TH AA0 N' -> (['th', 'aa', 'n'], 'tone0'); raises
+    PinyinError for a syllable it cannot express."""
+    if syllable[:1].isupper():
+        phones = [p.rstrip("012").lower() for p in syllable.split()]
+        unknown = [p for p in phones if p not in _PHONE_SET]
+        if unknown:
+            raise PinyinError(f"English syllable {syllable!r} has {unknown[0]!r}, which is not a KAN-TTS phone")
+        return phones, "tone1" if any(p.endswith("1") for p in syllable.split()) else "tone0"
     initial, final, tone = split_syllable(syllable)
     if not final:
         raise PinyinError(f"cannot read pinyin syllable {syllable!r}")

@@ -6,9 +6,10 @@
                             "stream_format": "sse", server-sent events with base64 audio and word
                             timings (sse.py; "timestamp_granularities": ["word", "char"])
     WS   /v1/audio/speech/ws  text in pieces, audio and timings back as it is spoken (ws.py)
-    POST /v1/g2p            {"input": "他长(zhang3)大了。", "lexicon": {"word": "pin1 yin1"}, "normalization": {...}}
-                            -> per sentence the normalised text and per character its pinyin and source
-                            (model, lexicon, inline, ssml); the speech endpoint takes the same two fields
+    POST /v1/g2p            {"input": "他长(zhang3)大了。", "lexicon": {"word": "pin1 yin1"}, "normalization": {...},
+                             "voice": "..."} -> per sentence the normalised text and per character its pinyin
+                            and source (model, lexicon, inline, ssml; dictionary, letters for Latin words);
+                            the speech endpoint takes the same fields
     GET  /v1/voices         installed voices with their emotions
     GET  /healthz           200 when the engine is loaded (for load balancers)
     GET  /metrics           Prometheus text
@@ -63,6 +64,7 @@ class SpeechRequest(BaseModel):
 
 class G2pRequest(BaseModel):
     input: str
+    voice: str | None = None  # English words are read as words only by a voice with English phones
     lexicon: dict[str, str] | None = None
     normalization: dict[str, str] | None = None
 
@@ -182,9 +184,10 @@ def create_api(service):
         if len(body.input) > limit:
             raise ApiError(400, f"input has {len(body.input)} characters; the limit is {limit}", param="input")
         try:
+            english_phones = service.engine.voice(body.voice).inventory.english_phones
             sentences = await run_in_threadpool(service.engine.frontend.sentences, body.input, body.lexicon,
-                                                body.normalization)
-        except ValueError as err:  # FrontendError, LexiconError, SsmlError, ModeError
+                                                body.normalization, english_phones)
+        except ValueError as err:  # FrontendError, LexiconError, SsmlError, ModeError, EngineError (voice)
             raise ApiError(400, str(err)) from None
         return {"object": "g2p", "sentences": [{"text": s.text, "pinyin": s.pinyin, "chars": s.readings}
                                                for s in sentences]}

@@ -96,20 +96,19 @@ def _sentence_units(units, start):
 
 
 def char_spans(words, units):
-    """Per character of each word, the span of its syllable. A syllable is two units (initial or zero
-    initial, then final: sambert/frontend/units.py), so a word whose characters are one syllable each
-    (every Chinese character but a folded erhua 儿) is timed exactly; in any other word (erhua, a Latin
-    letter spelled in several syllables) the characters share the word's time evenly."""
+    """Per character of each word, the span of its syllable. A Chinese syllable is two units (initial or
+    zero initial, then final: sambert/frontend/units.py), so a word whose characters are one syllable
+    each (every Chinese character but a folded erhua 儿) is timed exactly; in any other word (erhua, a
+    Latin letter spelled in several syllables, an English word) the characters share its time evenly."""
     phones = [u for u in units if not u.text.startswith("#")]
-    syllables = [(phones[i].start, phones[i + 1].end) for i in range(0, len(phones) - 1, 2)]
-    spans, next_syllable = [], 0
+    spans, next_phone = [], 0
     for word in words:
-        own = []
-        while next_syllable < len(syllables) and syllables[next_syllable][1] <= word.end:
-            own.append(syllables[next_syllable])
-            next_syllable += 1
-        if len(own) == len(word.text):
-            spans += [Span(char, start, end) for char, (start, end) in zip(word.text, own)]
+        own = []  # the word's phones: an English word's count need not be even
+        while next_phone < len(phones) and phones[next_phone].end <= word.end:
+            own.append(phones[next_phone])
+            next_phone += 1
+        if len(own) == 2 * len(word.text):
+            spans += [Span(char, own[2 * i].start, own[2 * i + 1].end) for i, char in enumerate(word.text)]
         else:
             step = (word.end - word.start) / len(word.text)
             spans += [Span(char, word.start + i * step, word.start + (i + 1) * step)
