@@ -284,7 +284,10 @@ def test_ws_cancel_frees_the_slot_at_once_and_the_connection_goes_on(app_server)
     ([{"type": "config", "format": "pcm"}], 4400, "unknown config field 'format'"),
     ([{"type": "config"}, {"type": "text", "text": "好" * 2001}], 4413, "limit is 2000"),
     ([b"\x00\x01"], 4400, "binary messages are not accepted"),
-], ids=["bad-json", "text-before-config", "unknown-voice", "bad-speed", "unknown-field", "oversized-piece", "binary"])
+    ([{"type": "config", "lexicon": {"银行": "yin2"}}], 4400, "must be 2 toned pinyin syllable"),
+    ([{"type": "config", "normalization": {"numbers": "roman"}}], 4400, "numbers must be one of auto"),
+], ids=["bad-json", "text-before-config", "unknown-voice", "bad-speed", "unknown-field", "oversized-piece", "binary",
+        "bad-lexicon", "bad-mode"])
 def test_ws_bad_messages_get_an_error_message_and_a_close_code(app_server, messages, code, words):  # noqa: F811
     with connect(ws_url(app_server), open_timeout=30) as ws:
         for message in messages:
@@ -294,6 +297,26 @@ def test_ws_bad_messages_get_an_error_message_and_a_close_code(app_server, messa
     assert len(errors) == 1 and errors[0]["code"] == code and words in errors[0]["message"], received
     assert closed_with == code
     assert health(app_server)["running"] == 0
+
+
+def test_ws_reads_with_the_config_lexicon_and_modes_as_the_http_api(app_server):  # noqa: F811
+    fields = {"lexicon": {"长大": "chang2 da4"}, "normalization": {"numbers": "digits"}}
+    text = "他长大了12岁。"
+
+    def ws_audio(**config):
+        with connect(ws_url(app_server), open_timeout=30) as ws:
+            send(ws, type="config", response_format="pcm", **config)
+            send(ws, type="text", text=text)
+            send(ws, type="end")
+            messages, code = receive_all(ws)
+        assert code == 1000, messages
+        return audio_of(messages)
+
+    with post(app_server, {"input": text, "response_format": "pcm", **fields}) as r:
+        http = r.read()
+    fixed = ws_audio(**fields)
+    assert fixed == http  # synthesis is deterministic: the same reading, the same samples
+    assert ws_audio() != fixed
 
 
 def test_speak_command_writes_what_the_http_api_says(app_server, tmp_path):  # noqa: F811

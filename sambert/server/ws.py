@@ -6,7 +6,9 @@ as soon as it is complete, and its audio and timings go back while the rest of t
 
 Client -> server, JSON text messages:
     {"type": "config", "voice": ..., "emotion": ..., "response_format": "pcm" | "mp3", "speed": 1.0,
-     "pitch": 0.0, "volume": 1.0, "timestamp_granularities": ["word", "char"]}      first, once
+     "pitch": 0.0, "volume": 1.0, "timestamp_granularities": ["word", "char"],
+     "lexicon": {"曾乐": "zeng1 yue4"}, "normalization": {"numbers": "digits"}}      first, once
+                                            (lexicon and normalization as on POST /v1/audio/speech)
     {"type": "text", "text": "今天天气"}     any number; spoken sentence by sentence
     {"type": "flush"}                       speak what is buffered now, even without a sentence end
     {"type": "end"}                         flush, finish speaking, then "done" and close (1000)
@@ -44,6 +46,7 @@ import anyio
 from starlette.websockets import WebSocketDisconnect
 
 from sambert.engine import CONTROL_RANGES, SENTENCE_PAUSE_SECONDS, EngineError
+from sambert.frontend import Lexicon, modes
 from sambert.server.encode import check_format, encode
 from sambert.server.limiter import Busy, ClientGone
 from sambert.server.service import emotions_of
@@ -58,7 +61,7 @@ MAX_MESSAGE_CHARS = 65_536  # one message before it is parsed (a whole piece as 
 MAX_TEXT_CHARS = 20_000  # all text over one connection
 CLAUSE_CHARS = 80
 CONFIG_FIELDS = {"type", "voice", "emotion", "response_format", "speed", "pitch", "volume",
-                 "timestamp_granularities"}
+                 "timestamp_granularities", "lexicon", "normalization"}
 _SENTENCE = re.compile(r".*?[。！？!?；;\n]+[”’」』）)》】\"']*", re.S)
 _SOFT_BREAKS = "，,、：:"
 
@@ -222,6 +225,13 @@ class Session:
             if not isinstance(granularities, list):
                 raise ValueError('timestamp_granularities must be a list such as ["word", "char"]')
             granularities = check_granularities(granularities)
+            # checked once here, so a bad entry or mode closes the connection before any text is spoken
+            lexicon = message.get("lexicon")
+            if lexicon is not None:
+                controls["lexicon"] = Lexicon.from_mapping(lexicon)
+            normalization = message.get("normalization")
+            modes.english_words(normalization, voice.inventory.english_phones)
+            controls["normalization"] = normalization
         except (ValueError, EngineError) as err:
             raise _Fail(Close.BAD_MESSAGE, str(err)) from None
         return Config(voice.name, emotion, fmt, controls, granularities, voice.sample_rate)
