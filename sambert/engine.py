@@ -27,7 +27,7 @@ import torch
 
 from sambert.chunked_vocoder import ChunkedVocoder, context_of
 from sambert.frontend import Frontend, FrontendError, Lexicon, read_markup
-from sambert.profiles import Profile, ProfileError, choose_profile, load_profile
+from sambert.profiles import Profile, ProfileError, choose_profile, cpu_vocoder_dtype, load_profile
 from sambert.stats import PeakMemory, Stats
 from sambert.timings import Span, to_srt, unit_spans, word_spans
 
@@ -327,15 +327,19 @@ class Engine:
                 inject = self.inject_oom == 0
             if inject:
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by SAMBERT_INJECT_OOM)")
-        with self._model_call(voice, device, profile):
+        with self._model_call(voice, device, profile, cpu_bf16=cpu_vocoder_dtype(profile) == "bfloat16"):
             return voice.vocoder(mel.to(device)).float()
 
     @contextmanager
-    def _model_call(self, voice, device, profile, autocast=True):
+    def _model_call(self, voice, device, profile, autocast=True, cpu_bf16=False):
         """One model call: the voice's lock, no autograd, FP16 autocast where the profile asks for it
-        and the module is on CUDA (autocast keeps norms and softmax in fp32)."""
-        use_fp16 = autocast and profile.dtype == "float16" and device.type == "cuda"
-        with self._locks[id(voice)], torch.no_grad(), torch.autocast(device.type, torch.float16, enabled=use_fp16):
+        and the module is on CUDA (autocast keeps norms and softmax in fp32); BF16 autocast for a call
+        on the CPU that asks for it (the vocoder's, see profiles.cpu_vocoder_dtype)."""
+        if device.type == "cuda":
+            dtype, enabled = torch.float16, autocast and profile.dtype == "float16"
+        else:
+            dtype, enabled = torch.bfloat16, cpu_bf16
+        with self._locks[id(voice)], torch.no_grad(), torch.autocast(device.type, dtype, enabled=enabled):
             yield
 
     def _record_timings(self, request, voice, sentence, plan, offset):
@@ -446,11 +450,13 @@ def _context(vocoder, profile):
 
 
 def _placement(profile):
-    def dtype(device):
-        return "float16" if profile.dtype == "float16" and torch.device(device).type == "cuda" else "float32"
+    def dtype(device, cpu_dtype="float32"):
+        if torch.device(device).type == "cpu":
+            return cpu_dtype
+        return "float16" if profile.dtype == "float16" else "float32"
 
     return (f"acoustic {profile.acoustic_device} {dtype(profile.acoustic_device)}, "
-            f"vocoder {profile.vocoder_device} {dtype(profile.vocoder_device)}")
+            f"vocoder {profile.vocoder_device} {dtype(profile.vocoder_device, cpu_vocoder_dtype(profile))}")
 
 
 def _to_output(audio, volume):

@@ -206,6 +206,25 @@ def test_streamed_request_is_whole_sentence_synthesis_with_timings(engine):
     assert stats.peak_memory_bytes > 0
 
 
+def test_cpu_vocoder_bf16_is_chosen_where_native_and_runs_the_vocoder_in_bf16(ref, monkeypatch):
+    from sambert.engine import Engine
+
+    for native, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(profiles, "cpu_has_native_bf16", lambda: native)  # the CPU flag, not the code path
+        assert profiles.cpu_vocoder_dtype(profiles.load_profile("cpu")) == expected
+    monkeypatch.setattr(profiles, "cpu_has_native_bf16", lambda: True)
+    assert profiles.cpu_vocoder_dtype(profiles.load_profile("cpu", {"cpu_vocoder_dtype": "float32"})) == "float32"
+    with pytest.raises(ProfileError, match="cpu_vocoder_dtype"):
+        profiles.load_profile("cpu", {"cpu_vocoder_dtype": "int8"})
+    fp32 = Engine(profile="cpu", voices=[fixture_voice(ref)], overrides={"cpu_vocoder_dtype": "float32"})
+    bf16 = Engine(profile="cpu", voices=[fixture_voice(ref)], overrides={"cpu_vocoder_dtype": "bfloat16"})
+    a, b = fp32.synthesize("你好。"), bf16.synthesize("你好。")
+    assert b.stats.device == "acoustic cpu float32, vocoder cpu bfloat16"
+    assert a.stats.device == "acoustic cpu float32, vocoder cpu float32"
+    # bf16 keeps 8 mantissa bits: the audio moves (it really ran in bf16) but stays the same speech
+    assert len(a.audio) == len(b.audio) and 15 <= snr_db(a.audio, b.audio) < 60
+
+
 def test_controls_change_the_audio(engine):
     base = engine.synthesize("你好。")
     slow = engine.synthesize("你好。", speed=0.5)
