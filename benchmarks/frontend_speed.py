@@ -4,9 +4,12 @@ then) and characters per second after warm-up.
     python benchmarks/frontend_speed.py [--cpp ../shared/eval/cpp] [--sentences 2000] [--starts 3]
 
 Throughput is measured on varied text, the first `--sentences` sentences of CPP's dev split
-(Wikipedia, none repeated), read as one text after a warm-up on other text; and on the mixed sample
-below (numbers, money, times) repeated 20 times, which flatters anything cached per word. Each
-first-call measurement runs in a new interpreter, so nothing is loaded or cached beforehand.
+(Wikipedia, none repeated), read as one text after a warm-up on the next `--sentences` (other
+sentences of the same kind: what a running server has seen); and on the mixed sample below (numbers,
+money, times) repeated 20 times, which flatters anything cached per word. Characters per second are
+given per wall-clock second and per CPU second of this process (the second is steadier on a machine
+shared with other work). Each first-call measurement runs in a new interpreter, so nothing is loaded
+or cached beforehand.
 """
 
 import argparse
@@ -47,17 +50,17 @@ def first_calls(n):
 
 
 def throughput(text):
-    """[(stage, seconds)] for one pass over `text`: the whole frontend first, while the text is new to
-    it; then its stages, which find the text's words already read."""
+    """[(stage, wall s, CPU s)] for one pass over `text`: the whole frontend first, while the text is
+    new to it; then its stages, which find the text's words already read."""
     from sambert.frontend import Frontend, g2p, normalize, polyphone
 
     frontend = Frontend()
     rows = []
     for name, fn in (("sentences (units)", frontend.sentences), ("normalize", normalize),
                      ("polyphone model", polyphone.model().read), ("g2p", g2p)):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn(text)
-        rows.append((name, time.perf_counter() - t0))
+        rows.append((name, time.perf_counter() - t0, time.process_time() - c0))
     return rows
 
 
@@ -71,8 +74,9 @@ def main():
     from sambert.frontend import Frontend, cpp
 
     runs = first_calls(args.starts)
-    varied = "\n".join(item.text for item in cpp.load(args.cpp)[:args.sentences])
-    Frontend().sentences(SAMPLE)  # warm-up: loads jieba and the model, on text unlike the varied text
+    dev = [item.text for item in cpp.load(args.cpp)]
+    varied, other = "\n".join(dev[:args.sentences]), "\n".join(dev[args.sentences:2 * args.sentences])
+    Frontend().sentences(other + SAMPLE)  # warm-up: loads jieba and the model, on other text
     texts = (("varied (CPP dev)", varied), ("sample x20", SAMPLE * 20))
     results = [(label, len(text), throughput(text)) for label, text in texts]
 
@@ -82,9 +86,9 @@ def main():
         print(f"  {name:<24}{statistics.median(values):7.2f} s   " + " ".join(f"{v:.2f}" for v in values))
     print(f"  {'import + first call':<24}{statistics.median(a + b for a, b, _ in runs):7.2f} s")
     print()
-    print(f"{'stage':<20}" + "".join(f"{label + ' chars/s':>28}" for label, _, _ in results))
-    for k, (name, _) in enumerate(results[0][2]):
-        print(f"{name:<20}" + "".join(f"{n / rows[k][1]:>28,.0f}" for _, n, rows in results))
+    print(f"{'chars/s (wall, CPU)':<20}" + "".join(f"{label:>28}" for label, _, _ in results))
+    for k, (name, _, _) in enumerate(results[0][2]):
+        print(f"{name:<20}" + "".join(f"{f'{n / rows[k][1]:,.0f}  {n / rows[k][2]:,.0f}':>28}" for _, n, rows in results))
     print("(" + ", ".join(f"{label}: {n:,} characters" for label, n, _ in results) + ")")
 
 

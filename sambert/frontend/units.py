@@ -11,6 +11,8 @@ without a suffix, with one tone for the syllable as KAN-TTS's training scripts w
 where the vowel has primary stress, tone0 otherwise (they fold secondary stress into 0).
 """
 
+import functools
+
 from .inventory import BREAKS, PHONES
 
 _INITIALS = ("zh", "ch", "sh", "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q", "x",
@@ -56,8 +58,14 @@ def _final(initial, final):
 def syllable_phones(syllable):
     """'hao3' -> (['h_c', 'ao_c'], 'tone3'), 'TH AA0 N' -> (['th', 'aa', 'n'], 'tone0'); raises
     PinyinError for a syllable it cannot express."""
+    phones, tone = _phones(syllable)
+    return list(phones), tone
+
+
+@functools.lru_cache(maxsize=4096)  # Mandarin has about 1,300 toned syllables (more with erhua)
+def _phones(syllable):
     if syllable[:1].isupper():
-        phones = [p.rstrip("012").lower() for p in syllable.split()]
+        phones = tuple(p.rstrip("012").lower() for p in syllable.split())
         unknown = [p for p in phones if p not in _PHONE_SET]
         if unknown:
             raise PinyinError(f"English syllable {syllable!r} has {unknown[0]!r}, which is not a KAN-TTS phone")
@@ -73,7 +81,7 @@ def syllable_phones(syllable):
     for phone in phones:
         if phone not in _PHONE_SET:
             raise PinyinError(f"pinyin syllable {syllable!r} maps to {phone!r}, which is not a KAN-TTS phone")
-    return phones, "tone" + tone
+    return tuple(phones), "tone" + tone
 
 
 def unit(phone, tone, syllable_flag, word_flag, emotion="emotion_neutral", speaker="F7"):
@@ -96,7 +104,7 @@ def word_units(syllables, chars):
     """Units of one word: [(unit, char index)] with syllable and word position flags."""
     phones = []
     for syllable, char in zip(syllables, chars):
-        ph, tone = syllable_phones(syllable)
+        ph, tone = _phones(syllable)
         phones += [(p, tone, "s_" + _position(i, len(ph), "both"), char) for i, p in enumerate(ph)]
     return [
         (unit(p, tone, flag, "word_" + _position(i, len(phones), "both")), char)
