@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from sambert.chunked_vocoder import ChunkedVocoder, context_of
-from sambert.frontend import Frontend, FrontendError, Lexicon, read_markup
+from sambert.frontend import Frontend, FrontendError, Lexicon, read_speech
 from sambert.profiles import Profile, ProfileError, choose_profile, cpu_vocoder_dtype, load_profile
 from sambert.stats import PeakMemory, Stats
 from sambert.timings import Span, to_srt, unit_spans, word_spans
@@ -198,7 +198,12 @@ class Engine:
                               f"{self.profile.name!r} is {limit}")
         emotion = _check_emotion(v, emotion)
         speaker = _check_speaker(v, speaker)
+        # SSML is compiled before the text is cut into pieces; its <prosody> scales the request's controls
+        plain, prosody = read_speech(text)
         controls = dict(speed=speed, pitch=pitch, pitch_scale=pitch_scale, energy=energy, volume=volume)
+        if prosody:
+            controls.update(speed=speed * prosody["speed"], pitch=pitch + prosody["pitch"],
+                            volume=volume * prosody["volume"])
         for name, value in controls.items():
             low, high = CONTROL_RANGES[name]
             if not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
@@ -208,8 +213,7 @@ class Engine:
         controls.update(emotion=emotion, speaker=speaker)
         if lexicon is not None and not isinstance(lexicon, Lexicon):
             lexicon = Lexicon.from_mapping(lexicon)
-        # SSML is compiled before the text is cut into pieces
-        sentences = self._sentences(read_markup(text), lexicon, normalization, v.inventory.english_phones)
+        sentences = self._sentences(plain, lexicon, normalization, v.inventory.english_phones)
         stats = Stats(profile=self.profile.name, device=_placement(self.profile), chars=len(text))
         return Synthesis(self, v, sentences, controls, stats, time.perf_counter() - start)
 

@@ -257,7 +257,11 @@ def test_ssml_phoneme_is_marked_as_ssml(frontend):
 
 
 @pytest.mark.parametrize("document, message", [
-    ("<speak>你好<prosody rate='fast'>快</prosody></speak>", "line 1, column 10 (<prosody>): unknown or unsupported"),
+    ("<speak>你好<prosody rate='fast'>快</prosody></speak>", "line 1, column 10 (<prosody>): <prosody> must hold all"),
+    ("<speak><prosody rate='fast'>快</prosody>慢</speak>", "line 1, column 8 (<prosody>): <prosody> must hold all"),
+    ("<speak><prosody pitch='+2st'>快</prosody></speak>", "column 8 (<prosody>): pitch='+2st'; valid: x-low"),
+    ("<speak><prosody rate='quick'>快</prosody></speak>", "column 8 (<prosody>): rate='quick'; valid: x-slow"),
+    ("<speak><prosody duration='2s'>快</prosody></speak>", "(<prosody>): attribute 'duration'; supported: rate"),
     ("<speak>你好\n<foo/></speak>", "line 2, column 1 (<foo>): unknown or unsupported tag"),
     ("<speak>你好<break time='3x'/></speak>", "column 10 (<break>): <break time='3x'>"),
     ("<speak>你<phoneme ph='zhang3'>长大</phoneme></speak>", "column 9 (<phoneme>): ph='zhang3' must be 2"),
@@ -282,6 +286,30 @@ def test_bad_ssml_is_refused_by_the_api_and_the_cli_before_any_audio(client, cap
     with pytest.raises(SystemExit) as exit_:
         main(["g2p", document])
     assert exit_.value.code == 2 and capsys.readouterr().err.startswith("error: SSML error at line 1, column 10 (<foo>)")
+
+
+@pytest.mark.parametrize("attributes, controls", [
+    ('rate="x-slow" pitch="high" volume="loud"', {"speed": 0.5, "pitch": 1.0, "volume": 1.5}),
+    ('rate="150%" volume="-6dB"', {"speed": 1.5, "pitch": 0.0, "volume": pytest.approx(0.501, abs=1e-3)}),
+    ('rate="+20%" pitch="x-low"', {"speed": 1.2, "pitch": -2.0, "volume": 1.0}),
+])
+def test_ssml_prosody_sets_the_controls(attributes, controls):
+    from sambert.frontend.ssml import read
+
+    assert read(f"<speak> <prosody {attributes}>你好。再见。</prosody> </speak>") == (" 你好。再见。 ", controls)
+    # nested: the inner one scales the outer one's
+    assert read('<speak><prosody rate="fast"><prosody rate="50%">好。</prosody></prosody></speak>')[1]["speed"] == 0.75
+
+
+def test_ssml_prosody_is_the_request_controls_in_the_audio(engine):
+    ssml = engine.synthesize('<speak><prosody rate="x-slow" pitch="high" volume="loud">好。</prosody></speak>',
+                             voice="fixture")
+    controls = engine.synthesize("好。", voice="fixture", speed=0.5, pitch=1.0, volume=1.5)
+    plain = engine.synthesize("好。", voice="fixture")
+    assert (ssml.audio == controls.audio).all()
+    assert len(ssml.audio) > 1.5 * len(plain.audio)  # said at half the speed
+    with pytest.raises(ValueError, match="speed must be a number in"):  # 2 x 3 is over the speed range
+        engine.stream('<speak><prosody rate="x-fast">好。</prosody></speak>', voice="fixture", speed=3.0)
 
 
 def test_ssml_through_the_engine_reads_like_inline_pinyin(engine):

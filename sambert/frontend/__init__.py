@@ -51,10 +51,16 @@ def _check(text):
     return text
 
 
+def read_speech(text):
+    """SSML (text starting with `<speak>`) -> (the plain text it reads, the controls its <prosody> sets:
+    {"speed": factor, "pitch": shift, "volume": factor}; ssml.py); other text -> (text, {}). Raises
+    SsmlError for SSML we cannot read."""
+    return ssml.read(text) if ssml.is_ssml(text) else (text, {})
+
+
 def read_markup(text):
-    """SSML (text starting with `<speak>`) compiled to the plain text it reads (ssml.py); other text as
-    it is. Raises SsmlError for SSML we cannot read."""
-    return ssml.to_text(text) if ssml.is_ssml(text) else text
+    """The plain text that `text` (SSML or not) reads."""
+    return read_speech(text)[0]
 
 
 def normalize(text):
@@ -207,4 +213,4 @@ def _readings(text, words, spoken):
 
 
 __all__ = ["Frontend", "FrontendError", "Lexicon", "LexiconError", "LexiconFile", "Sentence", "SsmlError", "annotated", "g2p",
-           "normalize", "read_markup"]
+           "normalize", "read_markup", "read_speech"]
