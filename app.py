@@ -44,7 +44,9 @@ READING_HELP = (
     "**纠正读音**：在汉字后用英文括号写带声调数字的拼音，一字一个音节，如 `长(zhang3)大`、`银行(yin2 hang2)`"
     "（可直接复制下方读音、改掉读错的音节）；或以 `<speak>` 开头写 SSML："
     "`<phoneme alphabet=\"pinyin\" ph=\"zhang3\">长</phoneme>`、`<say-as interpret-as=\"digits\">2024</say-as>`、"
-    "`<sub alias=\"世界卫生组织\">WHO</sub>`、`<break time=\"300ms\"/>`。常用词可写进服务器词典（`--lexicon`）。"
+    "`<sub alias=\"世界卫生组织\">WHO</sub>`、`<break time=\"300ms\"/>`，以及包住全文的 "
+    "`<prosody rate=\"slow\" pitch=\"high\" volume=\"+6dB\">…</prosody>`。常用词可写进服务器词典（`--lexicon`）。"
+    "英文单词：带英文音素的音色（ModelScope 官方音色）按英文读，大写缩写（GDP）逐个字母读；其他音色用中文字母名逐个读。"
 )
 SOURCE_NAMES = {"lexicon": "词典", "inline": "括号拼音", "ssml": "SSML"}
 EXAMPLES = [

@@ -7,7 +7,7 @@ import json
 import urllib.request
 
 import pytest
-from conftest_app import AUTH, build_fixture_voice, locked_server  # noqa: F401
+from conftest_app import AUTH, app_server, build_fixture_voice, locked_server  # noqa: F401
 
 from sambert.__main__ import main
 from sambert.frontend import Frontend
@@ -164,3 +164,16 @@ def test_the_default_voice_spells_latin_words(locked_server):  # noqa: F811
                                                                            ("y", "wai4", "letters")]
     status, body = g2p(normalization={"english": "words"})
     assert status == 400 and "needs a voice with English phones" in body["error"]["message"]
+
+
+def test_the_page_preview_lists_the_english_reading(app_server):  # noqa: F811
+    from gradio_client import Client
+
+    voice = app_server.voices[0]["name"]
+    if voice == "default_female":
+        pytest.skip("the app serves the bundled voice (no English phones): SAMBERT_TEST_MODEL_DIR is unset "
+                    "and the fixtures are missing")
+    shown = Client(app_server.url, verbose=False).predict("他长(chang2)大了，用iPhone看NBA。", voice,
+                                                          api_name="/preview")
+    assert shown.startswith("他(ta1)长(chang2)大(da4)了(le5)，用(yong4)iPhone看(kan4)NBA。")
+    assert shown.endswith("英文和字母：iPhone AY1 F OW2 N，N EH1 N，B B IY1，A EY1")
