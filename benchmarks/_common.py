@@ -70,9 +70,14 @@ def stand_in_voice():
 def benchmark_voices():
     """(voices, description): the bundled default voice if installed, else `stand_in_voice()`, so the
     memory and speed figures are those of networks of the real size. BENCH_VOICE=stand-in picks the
-    stand-in anyway: it is the size of the official voices, which the small default voice is not."""
+    stand-in anyway: it is the size of the official voices, which the small default voice is not;
+    BENCH_VOICE=<bundle folder> measures that bundle (e.g. a training export not yet in assets/voices/)."""
     from sambert.engine import _load_voices
+    from sambert.voices import load_bundled
 
+    chosen = os.environ.get("BENCH_VOICE")
+    if chosen and chosen != "stand-in":
+        return [load_bundled(chosen)], f"bundle {chosen}"
     installed = [] if os.environ.get("BENCH_VOICE") == "stand-in" else _load_voices(None)
     if installed:
         return installed[:1], f"bundled voice {installed[0].name!r} ({installed[0].source})"

