@@ -6,6 +6,7 @@ memory (or the CPU when there is no CUDA device), applies overrides from the cal
 """
 
 import dataclasses
+import functools
 import logging
 import os
 from pathlib import Path
@@ -132,6 +133,7 @@ def cpu_vocoder_dtype(profile):
     return "bfloat16" if cpu_has_native_bf16() else "float32"
 
 
+@functools.cache  # the hardware does not change; asked on every vocoder chunk
 def cpu_has_native_bf16():
     """Whether oneDNN has bf16 kernels for this CPU (avx512_bf16 or AMX); without them bf16 is emulated
     and slower than float32."""

@@ -10,6 +10,7 @@ import time
 import weakref
 
 from sambert import reference
+from sambert.frontend import english
 from sambert.server import ratelimit
 from sambert.server.limiter import Busy, ClientGone, Limiter
 from sambert.server.metrics import Metrics
@@ -109,6 +110,8 @@ class Service:
         try:
             for voice in self.engine.voices:
                 started = time.perf_counter()
+                if voice.inventory.english_phones:
+                    english.dictionary()  # read once, here rather than in the first English request
                 self.engine.synthesize(WARM_UP_TEXT, voice=voice.name)
                 yield voice.name, time.perf_counter() - started
         finally:
