@@ -1,5 +1,6 @@
-"""User lexicons: words the user wants read a certain way, `word<TAB>pin1 yin1` (one toned syllable per
-character, TONE3 digits, 5 for the neutral tone).
+"""User lexicons: words the user wants read a certain way, `word<TAB>pin1 yin1` (or a space for the tab: a
+word is Chinese characters only, so its first whitespace ends it; the page's lexicon box, where Tab moves
+the focus, needs that) with one toned syllable per character, TONE3 digits, 5 for the neutral tone.
 
 A lexicon word is kept whole by the segmenter and its reading wins over the dictionary, the polyphone
 model and our rules; its syllables are lexical, so tone sandhi still applies (一 yi1 in a word is said
@@ -68,17 +69,17 @@ class Lexicon:
 
     @classmethod
     def from_text(cls, text, name="lexicon"):
-        """`word<TAB>pinyin` lines; blank lines and lines starting with # are skipped. Every bad line
-        is reported, with its line number, in one LexiconError."""
+        """`word<TAB>pinyin` (or `word pinyin`) lines; blank lines and lines starting with # are skipped.
+        Every bad line is reported, with its line number, in one LexiconError."""
         entries, problems = {}, []
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
-            word, tab, pinyin = line.strip().partition("\t")
+            word, *pinyin = line.strip().split(None, 1)
             try:
-                if not tab:
-                    raise LexiconError("expected word<TAB>pinyin")
-                entries[word.strip()] = check_entry(word.strip(), pinyin.strip())
+                if not pinyin:
+                    raise LexiconError("expected word<TAB>pinyin (a space for the tab works too)")
+                entries[word] = check_entry(word, pinyin[0])
             except LexiconError as err:
                 problems.append(f"{name}:{number}: {err}")
         if problems:
