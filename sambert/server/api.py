@@ -10,7 +10,7 @@
                              "voice": "..."} -> per sentence the normalised text and per character its pinyin
                             and source (model, lexicon, inline, ssml; dictionary, letters for Latin words);
                             the speech endpoint takes the same fields
-    GET  /v1/voices         installed voices with their emotions
+    GET  /v1/voices         installed voices with their emotions and whether they read English words
     GET  /healthz           200 when the engine is loaded (for load balancers)
     GET  /metrics           Prometheus text
 

@@ -56,9 +56,12 @@ class Service:
         threading.Thread(target=_watch, args=(weakref.ref(self),), name="sambert-watchdog", daemon=True).start()
 
     def voices(self):
-        """The installed voices as plain data (for /v1/voices and the UI's dropdowns)."""
+        """The installed voices as plain data (for /v1/voices and the UI's dropdowns). `english_phones`:
+        whether the voice reads English words as words, so a client knows if normalization english
+        "words" is allowed (it is a 400 on a voice without)."""
         return [{"name": v.name, "display_name": v.display_name, "sample_rate": v.sample_rate,
-                 "speakers": list(v.speakers), "emotions": emotions_of(v)} for v in self.engine.voices]
+                 "speakers": list(v.speakers), "emotions": emotions_of(v),
+                 "english_phones": v.inventory.english_phones} for v in self.engine.voices]
 
     def open(self, endpoint, text, voice=None, emotion=None, reference_audio=None, gone=None, **controls):
         """Admit and start one request; returns a Job to iterate for float32 chunks.
