@@ -24,7 +24,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
 
-from sambert.frontend import annotated  # noqa: E402
+from sambert.frontend import Lexicon, LexiconError, annotated, modes  # noqa: E402
 from sambert.server import Service, auth_from_env, ratelimit  # noqa: E402
 from sambert.server.ffmpeg import ensure_ffmpeg  # noqa: E402
 from sambert.server.limiter import Busy  # noqa: E402
@@ -45,9 +45,18 @@ READING_HELP = (
     "（可直接复制下方读音、改掉读错的音节）；或以 `<speak>` 开头写 SSML："
     "`<phoneme alphabet=\"pinyin\" ph=\"zhang3\">长</phoneme>`、`<say-as interpret-as=\"digits\">2024</say-as>`、"
     "`<sub alias=\"世界卫生组织\">WHO</sub>`、`<break time=\"300ms\"/>`，以及包住全文的 "
-    "`<prosody rate=\"slow\" pitch=\"high\" volume=\"+6dB\">…</prosody>`。常用词可写进服务器词典（`--lexicon`）。"
+    "`<prosody rate=\"slow\" pitch=\"high\" volume=\"+6dB\">…</prosody>`。常用词写进「本次词典」（每行 `词 拼音`，"
+    "只用于本页）或服务器词典（`--lexicon`）。"
     "英文单词：带英文音素的音色（ModelScope 官方音色）按英文读，大写缩写（GDP）逐个字母读；其他音色用中文字母名逐个读。"
+    "「数字读法」「英文读法」改变全文的读法（「按英文单词读」只适用于带英文音素的音色）；查看读音和合成都按这些设置。"
 )
+# The reading modes' page labels, per value of sambert/frontend/modes.py's CHOICES (a new value needs its label).
+MODE_NAMES = {
+    "numbers": ("数字读法", {"auto": "自动（按上下文）", "digits": "逐位读（2024：二零二四）",
+                         "cardinal": "读作数值（2024：两千零二十四）"}),
+    "english": ("英文读法", {"auto": "自动（按音色）", "words": "按英文单词读", "letters": "逐个字母读"}),
+}
+LEXICON_NAME = "本次词典"  # bad lines are reported as 本次词典:<line>: ...
 SOURCE_NAMES = {"lexicon": "词典", "inline": "括号拼音", "ssml": "SSML"}
 EXAMPLES = [
     "欢迎使用语音合成服务，输入中文文本即可听到自然流畅的朗读。",
@@ -65,12 +74,22 @@ def build_ui(service, stream_audio=True):
         voice = next((v for v in voices if v["name"] == voice_name), voices[0])
         return [(f"{EMOTION_NAMES.get(e, e)} {e}", e) for e in voice["emotions"]]
 
-    def run(endpoint, text, voice, emotion, reference_audio, speed, pitch, volume, progress, stream):
+    def reading_of(numbers, english, lexicon):
+        """The page's reading modes and lexicon box as a request's `normalization` and `lexicon`. The
+        engine and the frontend check the modes as they check the API's (the same messages, e.g. english
+        "words" on a voice without English phones); a bad lexicon line is named by its number."""
+        try:
+            return {"normalization": {"numbers": numbers, "english": english},
+                    "lexicon": Lexicon.from_text(lexicon or "", LEXICON_NAME)}
+        except LexiconError as err:
+            raise gr.Error(str(err)) from None
+
+    def run(endpoint, text, voice, emotion, reference_audio, speed, pitch, volume, options, progress, stream):
         """Synthesize, writing the WAV as it comes; yields WAV pieces (bytes) when `stream`;
-        returns (wav path, srt path, status line)."""
+        returns (wav path, srt path, status line). `options`: reading_of()'s."""
         try:
             job = service.open(endpoint, text, voice=voice, emotion=emotion, reference_audio=reference_audio or None,
-                               speed=speed, pitch=pitch, volume=volume)
+                               speed=speed, pitch=pitch, volume=volume, **options)
         except Busy as err:
             raise gr.Error(f"服务器繁忙，请稍后再试。{err}") from None
         except ValueError as err:
@@ -97,15 +116,17 @@ def build_ui(service, stream_audio=True):
         srt_path.write_text(to_srt(synthesis.sentences, synthesis.words_by_sentence), encoding="utf-8")
         return str(wav_path), str(srt_path), _status(engine, job.stats)
 
-    def preview(text, voice):
-        """The reading the synthesis would use with this voice: each sentence with its syllables in the
-        inline syntax, then the readings the user fixed and where they came from, then the Latin words'
-        (English words in ARPAbet from the dictionary, or spelled letters)."""
+    def preview(text, voice, numbers, english, lexicon):
+        """The reading the synthesis would use with this voice, modes and lexicon: each sentence with its
+        syllables in the inline syntax, then the readings the user fixed and where they came from, then
+        the Latin words' (English words in ARPAbet from the dictionary, or spelled letters)."""
         if not text.strip():
             return ""
+        options = reading_of(numbers, english, lexicon)
         try:
-            sentences = engine.frontend.sentences(text, english_phones=engine.voice(voice).inventory.english_phones)
-        except ValueError as err:  # nothing readable, bad SSML
+            sentences = engine.frontend.sentences(text, english_phones=engine.voice(voice).inventory.english_phones,
+                                                  **options)
+        except ValueError as err:  # nothing readable, bad SSML, a mode the voice cannot read
             raise gr.Error(str(err)) from None
         readings = [r for s in sentences for r in s.readings]
         fixed = [f"{r['char']} {r['pinyin']}（{SOURCE_NAMES[r['source']]}）"
@@ -116,14 +137,15 @@ def build_ui(service, stream_audio=True):
         lines += [f"英文和字母：{'，'.join(latin)}"] if latin else []
         return "\n\n".join(lines)
 
-    def speak(text, voice, emotion, reference_audio, speed, pitch, volume, progress=gr.Progress()):
+    def speak(text, voice, emotion, reference_audio, speed, pitch, volume, numbers, english, lexicon,
+              progress=gr.Progress()):
         # Gradio closes a generator whose update failed to encode (or whose page went away) only once
         # the generator's first update has gone out: it keeps the generator from then on, not before.
         # So the first update carries no audio and the slot is taken after it; a failure later on
         # closes this generator, and `finally` frees the slot.
         yield None, None, None, "合成中…" if stream_audio else NO_FFMPEG_NOTICE  # clears the last results
-        pieces = run("ui", text, voice, emotion, reference_audio, speed, pitch, volume, progress,
-                     stream=stream_audio)
+        pieces = run("ui", text, voice, emotion, reference_audio, speed, pitch, volume,
+                     reading_of(numbers, english, lexicon), progress, stream=stream_audio)
         try:
             while True:
                 yield next(pieces), gr.skip(), gr.skip(), gr.skip()
@@ -133,8 +155,10 @@ def build_ui(service, stream_audio=True):
         finally:
             pieces.close()  # a page closed mid-stream, or an update that failed: stop and free the slot now
 
-    def synthesize(text, voice, emotion, reference_audio, speed, pitch, volume, progress=gr.Progress()):
-        pieces = run("ui", text, voice, emotion, reference_audio, speed, pitch, volume, progress, stream=False)
+    def synthesize(text, voice, emotion, reference_audio, speed, pitch, volume, numbers, english, lexicon,
+                   progress=gr.Progress()):
+        pieces = run("ui", text, voice, emotion, reference_audio, speed, pitch, volume,
+                     reading_of(numbers, english, lexicon), progress, stream=False)
         try:
             next(pieces)
         except StopIteration as done:
@@ -159,6 +183,13 @@ def build_ui(service, stream_audio=True):
                     pitch = gr.Slider(-3.0, 3.0, value=0.0, step=0.1, label="音高")
                     volume = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="音量")
                 with gr.Row():
+                    numbers, english = (gr.Dropdown([(names[v], v) for v in modes.CHOICES[mode]], label=label,
+                                                    value=modes.DEFAULTS[mode], elem_id=mode)
+                                        for mode, (label, names) in MODE_NAMES.items())
+                # value="" (not None) gives the API a default: scripts that send only the controls before it still work
+                lexicon = gr.Textbox("", label=f"{LEXICON_NAME}（每行一词：词 拼音；只用于本页的合成和读音）", lines=2,
+                                     placeholder="曾乐 zeng1 yue4", elem_id="lexicon")
+                with gr.Row():
                     button = gr.Button("合成", variant="primary", elem_id="speak")
                     preview_button = gr.Button("查看读音", elem_id="preview")
                 reading = gr.Textbox(label="读音（每个汉字后是读出的拼音）", lines=3, interactive=False,
@@ -173,14 +204,14 @@ def build_ui(service, stream_audio=True):
                 status = gr.Markdown(_status(engine), elem_id="status")
         gr.Examples([[e] for e in EXAMPLES], inputs=[text])
 
-        inputs = [text, voice, emotion, reference_audio, speed, pitch, volume]
+        inputs = [text, voice, emotion, reference_audio, speed, pitch, volume, numbers, english, lexicon]
         text.change(None, text, counter, js=f"(t) => `${{[...t].length}} / {limit} 字`")
         voice.change(lambda v: gr.Dropdown(choices=emotion_choices(v), value="neutral"), voice, emotion,
                      api_visibility="private", queue=False)
         button.click(speak, inputs, [stream_out, full_out, srt_out, status], api_name="speak",
                      concurrency_id="engine")
-        preview_button.click(preview, [text, voice], reading, api_name="preview", concurrency_id="preview",
-                             concurrency_limit=2)
+        preview_button.click(preview, [text, voice, numbers, english, lexicon], reading, api_name="preview",
+                             concurrency_id="preview", concurrency_limit=2)
         # The same synthesis without streaming, returning the WAV file: for gradio_client and scripts.
         gr.Button(visible=False).click(synthesize, inputs, [full_out, srt_out, status], api_name="synthesize",
                                        concurrency_id="engine")

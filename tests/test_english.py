@@ -144,8 +144,12 @@ def test_api_preview_and_speech_follow_the_voice_and_the_mode(client):
 
 
 def test_the_default_voice_spells_latin_words(locked_server):  # noqa: F811
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
     if "default_female" not in [v["name"] for v in locked_server.voices]:
         pytest.skip("the bundled default voice is not installed")
+    assert locked_server.voices[0]["english_phones"] is False  # /v1/voices tells clients "words" is refused
     login = "Basic " + base64.b64encode(":".join(AUTH).encode()).decode()
 
     def g2p(**extra):
@@ -164,6 +168,11 @@ def test_the_default_voice_spells_latin_words(locked_server):  # noqa: F811
                                                                            ("y", "wai4", "letters")]
     status, body = g2p(normalization={"english": "words"})
     assert status == 400 and "needs a voice with English phones" in body["error"]["message"]
+    # the page's 英文读法 box: the same refusal, for the preview and the synthesis
+    page = Client(locked_server.url, auth=AUTH, verbose=False)
+    for api_name, controls in (("/preview", ()), ("/synthesize", ("neutral", None, 1.0, 0.0, 1.0))):
+        with pytest.raises(AppError, match="english 'words' needs a voice with English phones"):
+            page.predict(TEXT, "default_female", *controls, "auto", "words", "", api_name=api_name)
 
 
 def test_the_page_preview_lists_the_english_reading(app_server):  # noqa: F811
@@ -173,7 +182,11 @@ def test_the_page_preview_lists_the_english_reading(app_server):  # noqa: F811
     if voice == "default_female":
         pytest.skip("the app serves the bundled voice (no English phones): SAMBERT_TEST_MODEL_DIR is unset "
                     "and the fixtures are missing")
-    shown = Client(app_server.url, verbose=False).predict("他长(chang2)大了，用iPhone看NBA。", voice,
-                                                          api_name="/preview")
+    assert app_server.voices[0]["english_phones"] is True  # a ModelScope voice, as /v1/voices reports it
+    page = Client(app_server.url, verbose=False)
+    shown = page.predict("他长(chang2)大了，用iPhone看NBA。", voice, api_name="/preview")  # the modes' defaults
     assert shown.startswith("他(ta1)长(chang2)大(da4)了(le5)，用(yong4)iPhone看(kan4)NBA。")
     assert shown.endswith("英文和字母：iPhone AY1 F OW2 N，N EH1 N，B B IY1，A EY1")
+    # 英文读法 逐个字母读: spelled with the Chinese letter names instead
+    spelled = page.predict("用iPhone。", voice, "auto", "letters", "", api_name="/preview")
+    assert spelled.endswith("英文和字母：i ai4，P pi4，h ei1 qi1，o ou1，n en1，e yi4")

@@ -1,10 +1,15 @@
 """Pronunciation the user controls: inline pinyin, user lexicons (per request and a server file), the
-reading preview, and that an override reaches the audio's units and timings."""
+reading preview, reading modes, and that an override reaches the audio's units and timings; the page's
+modes and lexicon box through its own endpoints (gradio_client)."""
 
 import os
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
+from conftest_app import app_server  # noqa: F401  (the shared app server, for the page's endpoints)
 
 from sambert.__main__ import main
 from sambert.frontend import Frontend, Lexicon, LexiconError, LexiconFile
@@ -366,3 +371,50 @@ def test_api_and_cli_take_the_number_mode(client, capsys):
     assert reply.json()["sentences"][0]["text"] == "两千零二十四年"
     assert main(["g2p", "--numbers", "digits", "2个"]) == 0
     assert capsys.readouterr().out == "er4 ge4\n"
+
+
+# ---- the page's reading modes and lexicon box (its endpoints, through gradio_client) ----------------------
+
+@pytest.fixture(scope="module")
+def page(app_server):  # noqa: F811
+    return pytest.importorskip("gradio_client").Client(app_server.url, verbose=False)
+
+
+def page_synthesis(page, voice, text, numbers="auto", english="auto", lexicon=""):
+    """(int16 samples, subtitles) of the page's /synthesize with these reading modes and lexicon box."""
+    wav, srt, _ = page.predict(text, voice, "neutral", None, 1.0, 0.0, 1.0, numbers, english, lexicon,
+                               api_name="/synthesize")
+    return soundfile.read(wav, dtype="int16")[0], Path(srt).read_text(encoding="utf-8")
+
+
+def test_page_number_mode_reaches_the_preview_and_the_audio(app_server, page):  # noqa: F811
+    voice = app_server.voices[0]["name"]
+    shown = {n: page.predict("编号2024。", voice, n, "auto", "", api_name="/preview") for n in ("digits", "cardinal")}
+    assert shown["digits"] == "编(bian1)号(hao4)二(er4)零(ling2)二(er4)四(si4)。"
+    assert shown["cardinal"] == "编(bian1)号(hao4)两(liang3)千(qian1)零(ling2)二(er4)十(shi2)四(si4)。"
+    (digits, digits_srt), (cardinal, cardinal_srt) = (page_synthesis(page, voice, "编号2024。", n)
+                                                      for n in ("digits", "cardinal"))
+    assert "编号二零二四" in digits_srt and "编号两千零二十四" in cardinal_srt  # the subtitles have what was read
+    assert len(cardinal) > len(digits)  # six syllables said, not four
+
+
+def test_page_lexicon_box_reaches_the_preview_and_the_audio(app_server, page):  # noqa: F811
+    voice = app_server.voices[0]["name"]
+    words = "# names\n曾乐 zeng1 yue4"
+    assert page.predict("曾乐来了。", voice, "auto", "auto", "", api_name="/preview") == "曾(ceng2)乐(le4)来(lai2)了(le5)。"
+    assert page.predict("曾乐来了。", voice, "auto", "auto", words, api_name="/preview") == (
+        "曾(zeng1)乐(yue4)来(lai2)了(le5)。\n\n已指定：曾 zeng1（词典），乐 yue4（词典）")
+    # synthesis is deterministic, so a difference is the lexicon's doing
+    assert not np.array_equal(page_synthesis(page, voice, "曾乐来了。", lexicon=words)[0],
+                              page_synthesis(page, voice, "曾乐来了。")[0])
+
+
+def test_page_names_a_bad_lexicon_line(app_server, page):  # noqa: F811
+    from gradio_client.exceptions import AppError
+
+    voice = app_server.voices[0]["name"]
+    words = "曾乐 zeng1 yue4\n\n重要 zhong4"
+    with pytest.raises(AppError, match="本次词典:3: lexicon reading 'zhong4' of '重要' must be 2 toned pinyin"):
+        page.predict("重要。", voice, "auto", "auto", words, api_name="/preview")
+    with pytest.raises(AppError, match="本次词典:3: lexicon reading 'zhong4'"):
+        page_synthesis(page, voice, "重要。", lexicon=words)
