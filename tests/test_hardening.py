@@ -143,8 +143,14 @@ def ui_error(server, client, endpoint, args):
     return str(caught.value)
 
 
+# the page's last three inputs (数字读法, 英文读法, 本次词典) at their defaults: Gradio's raw call route, unlike
+# gradio_client, does not fill in inputs a caller leaves out
+READING_DEFAULTS = ["auto", "auto", ""]
+
+
 def raw_ui_error(server, endpoint, args):
-    start = urllib.request.Request(f"{server.url}/gradio_api/call{endpoint}", data=json.dumps({"data": args}).encode(),
+    data = json.dumps({"data": list(args) + READING_DEFAULTS}).encode()
+    start = urllib.request.Request(f"{server.url}/gradio_api/call{endpoint}", data=data,
                                    headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(start, timeout=30) as r:
         event_id = json.load(r)["event_id"]

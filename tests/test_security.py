@@ -79,7 +79,7 @@ def test_what_the_app_made_is_served(app_server):  # noqa: F811
     """The other side of the test above: the routes work, for the files they are for."""
     start = urllib.request.Request(f"{app_server.url}/gradio_api/call/synthesize",
                                    headers={"Content-Type": "application/json"},
-                                   data=json.dumps({"data": [TEXT, None, "neutral", None, 1.0, 0.0, 1.0]}).encode())
+                                   data=json.dumps({"data": [TEXT, None, "neutral", None, 1.0, 0.0, 1.0, "auto", "auto", ""]}).encode())
     with urllib.request.urlopen(start, timeout=30) as r:
         event_id = json.load(r)["event_id"]
     with urllib.request.urlopen(f"{app_server.url}/gradio_api/call/synthesize/{event_id}", timeout=120) as r:
