@@ -1,0 +1,96 @@
+"""bf16 against float32 for the HiFi-GAN vocoders on a CPU with native bf16 (avx512_bf16 / AMX): speed and
+how far the audio moves (profile key cpu_vocoder_dtype; `auto` picks bf16 on such CPUs).
+
+    python benchmarks/cpu_bf16.py [--repeats 3]
+
+Mels: the bundled default voice's own, for the evaluation sentences (../shared/eval/sentences.txt, or this
+folder's paragraph without it), one vocoder call per sentence, one thread (BENCH_THREADS).
+Vocoders: the universal HiFi-GAN V1 with its real weights (what the default voice speaks through: speed and
+quality) and a full-size 16 kHz KAN-TTS HiFi-GAN (the official voices' generator, random weights: speed only).
+Quality: SNR of the bf16 audio against the float32 audio, and the mean |log-mel| distance between the two
+(the universal analysis, melspec.universal_mel). Intelligibility is a separate, slower run:
+    python benchmarks/intelligibility.py --sources ours --cpu-vocoder-dtype float32|bfloat16
+"""
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from _common import ROOT, PARAGRAPH, print_table, quiet_threads, snr_db
+
+from sambert.frontend import Frontend
+from sambert.melspec import universal_mel
+from sambert.models.hifigan import KanttsHifiGan
+from sambert.profiles import cpu_has_native_bf16
+from sambert.voices import load_bundled
+
+SENTENCES = ROOT.parent / "shared" / "eval" / "sentences.txt"
+DEFAULT_VOICE = ROOT / "assets" / "voices" / "default_female"
+# kantts/configs/hifigan_v1_16k.yaml Model.Generator.params (the official 16 kHz voices' vocoder)
+KANTTS_HIFIGAN_16K = {
+    "in_channels": 80, "out_channels": 1, "channels": 256, "kernel_size": 7,
+    "upsample_scales": [10, 5, 2, 2], "upsample_kernal_sizes": [20, 10, 4, 4],
+    "resblock_kernel_sizes": [3, 7, 11], "resblock_dilations": [[1, 3, 5, 7]] * 3, "bias": True,
+    "causal": True, "nonlinear_activation": "LeakyReLU", "nonlinear_activation_params": {"negative_slope": 0.1},
+    "use_weight_norm": True,
+}
+
+
+def sentence_mels(voice):
+    texts = SENTENCES.read_text(encoding="utf-8").splitlines() if SENTENCES.is_file() else PARAGRAPH.split("。")
+    mels = []
+    with torch.no_grad():
+        for sentence in Frontend().sentences("。".join(t.strip() for t in texts if t.strip())):
+            out = voice.acoustic.infer(*(torch.from_numpy(a)[None] for a in voice.inventory.encode(sentence.units)))
+            mels.append(out["postnet_outputs"][0, : int(out["LR_length_rounded"])].T[None].contiguous())
+    return mels
+
+
+def vocode(vocoder, mels, bf16):
+    """Audio per mel and the best-of-`repeats` wall time of the whole set (after one warm-up call)."""
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        vocoder(mels[0])
+        start = time.perf_counter()
+        audio = [vocoder(mel)[0, 0].float().numpy() for mel in mels]
+    return audio, time.perf_counter() - start
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=3, help="timings: best of this many passes")
+    args = ap.parse_args()
+    quiet_threads()
+    print(f"native bf16 on this CPU (oneDNN): {cpu_has_native_bf16()}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} thread(s)")
+    voice = load_bundled(DEFAULT_VOICE)
+    mels = sentence_mels(voice)
+    frames = sum(m.shape[-1] for m in mels)
+    torch.manual_seed(0)
+    kantts = KanttsHifiGan(KANTTS_HIFIGAN_16K).eval()
+    kantts.remove_weight_norm()
+    rows = []
+    for name, vocoder, rate, hop, judge in (("universal HiFi-GAN V1 (default voice)", voice.vocoder, voice.sample_rate,
+                                             voice.hop, True),
+                                            ("KAN-TTS HiFi-GAN 16 kHz, full size", kantts, 16000, 200, False)):
+        seconds = frames * hop / rate
+        timed = {}
+        for bf16 in (False, True):
+            runs = [vocode(vocoder, mels, bf16) for _ in range(args.repeats)]
+            timed[bf16] = (runs[0][0], min(t for _, t in runs))
+        (fp32, t32), (bf, t16) = timed[False], timed[True]
+        snr = snr_db(np.concatenate(fp32), np.concatenate(bf)) if judge else None
+        mel_distance = None
+        if judge:
+            pairs = [(universal_mel(a), universal_mel(b)) for a, b in zip(fp32, bf)]
+            mel_distance = float(np.mean([(x - y).abs().mean().item() for x, y in pairs]))
+        rows.append([name, f"{seconds:.1f}", f"{t32 / seconds:.3f}", f"{t16 / seconds:.3f}", f"{t32 / t16:.2f}x",
+                     "-" if snr is None else f"{snr:.1f} dB", "-" if mel_distance is None else f"{mel_distance:.3f}"])
+    print(f"{len(mels)} sentences, {frames} frames of the default voice's mel")
+    print_table(["vocoder", "audio s", "RTF fp32", "RTF bf16", "speed-up", "SNR bf16 vs fp32",
+                 "mean |log-mel| bf16 vs fp32"], rows)
+
+
+if __name__ == "__main__":
+    main()
