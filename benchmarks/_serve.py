@@ -18,7 +18,9 @@ from test_caddy import Caddy  # noqa: E402
 
 def start_app(args=(), env=None):
     """(url, process, log path) of a fresh app server; stopped at exit."""
-    server = start_server(env, args)
+    # bundled=True: without it the tests' harness serves the tiny random-weight fixture voice where
+    # ../shared/fixtures exists, which would make every serving figure meaningless
+    server = start_server(env, args, bundled=True)
     return server.url, server.process, server.log
 
 
