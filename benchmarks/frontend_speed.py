@@ -1,4 +1,4 @@
-"""Frontend speed: the first call in a fresh process (jieba's dictionary and the polyphone model load
+"""Frontend speed: the first call in a fresh process (jieba's dictionary and the polyphone models load
 then) and characters per second after warm-up.
 
     python benchmarks/frontend_speed.py [--cpp ../shared/eval/cpp] [--sentences 2000] [--starts 3]
@@ -57,7 +57,7 @@ def throughput(text):
     frontend = Frontend()
     rows = []
     for name, fn in (("sentences (units)", frontend.sentences), ("normalize", normalize),
-                     ("polyphone model", polyphone.model().read), ("g2p", g2p)):
+                     ("polyphone models", polyphone.read), ("g2p", g2p)):
         t0, c0 = time.perf_counter(), time.process_time()
         fn(text)
         rows.append((name, time.perf_counter() - t0, time.process_time() - c0))

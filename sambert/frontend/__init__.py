@@ -93,7 +93,7 @@ def _merge_erhua(words, spoken):
 
 
 class Frontend:
-    """Text -> [Sentence]. Stateless apart from the lazily loaded segmenter and polyphone model and the
+    """Text -> [Sentence]. Stateless apart from the lazily loaded segmenter and polyphone models and the
     server-wide `lexicon` (a Lexicon or a LexiconFile, or None); safe to share."""
 
     max_sentence_chars = prosody.MAX_SENTENCE_CHARS
@@ -129,8 +129,8 @@ class Frontend:
         for at, syllables, source in inline.locate(stripped, normalised, marks, read):
             overrides.update({at + i: (s, source) for i, s in enumerate(syllables)})
         pieces = prosody.split_sentences(normalised, self.max_sentence_chars, segment=_g2p.segment)
-        # the polyphone model reads the whole text in one batched pass; each sentence gets its share
-        readings = polyphone.model().read(normalised)
+        # the polyphone models read the whole text in one batched pass; each sentence gets its share
+        readings = polyphone.read(normalised)
         out, offset = [], 0
         for piece in pieces:
             offset = normalised.index(piece, offset)

@@ -45,16 +45,17 @@ def load(folder, split="dev"):
     return items
 
 
-def ours(items):
-    """Our reading of each item's marked character (the polyphone model reads all sentences in one pass)."""
+def ours(items, everyday_model=True):
+    """Our reading of each item's marked character (the polyphone models read all sentences in one pass);
+    `everyday_model=False`: the frontend without our everyday polyphone model."""
     texts = [item.text for item in items]
     starts = [0]
     for text in texts[:-1]:
         starts.append(starts[-1] + len(text) + 1)
     per_sentence = [{} for _ in texts]
-    for offset, pinyin in polyphone.model().read("\n".join(texts)).items():
+    for offset, reading in polyphone.read("\n".join(texts), everyday_model).items():
         k = bisect.bisect_right(starts, offset) - 1
-        per_sentence[k][offset - starts[k]] = pinyin
+        per_sentence[k][offset - starts[k]] = reading
     out = []
     for item, readings in zip(items, per_sentence):
         word = next(w for w in analyze(item.text, readings) if item.index in w.chars)
