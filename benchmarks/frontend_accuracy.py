@@ -1,10 +1,13 @@
-"""Frontend accuracy against the field: CPP polyphones and WeTextProcessing's normalisation cases.
+"""Frontend accuracy against the field: CPP and g2pL polyphones and WeTextProcessing's normalisation cases.
 
-    python benchmarks/frontend_accuracy.py [--cpp ../shared/eval/cpp]
+    python benchmarks/frontend_accuracy.py [--cpp ../shared/eval/cpp] [--g2pl tests/data]
 
-Polyphones: CPP's dev split (g2pM's dataset), the marked character's pinyin, for ours, plain pypinyin
-and the g2pM package, each where installed; all sentences and the all-Chinese ones (no digits or
-Latin letters), which is how the project's test-split figures are taken.
+Polyphones: the marked character's pinyin, for ours (with and without our everyday polyphone model),
+plain pypinyin and the g2pM package, each where installed; all sentences and the all-Chinese ones (no
+digits or Latin letters), which is how the project's CPP test-split figures are taken. Two splits:
+CPP's dev split (g2pM's dataset, Wikipedia, 623 characters) and g2pL's (everyday web text, 114
+frequent characters; the copy in tests/data, see its README), on which our everyday model is trained
+(its train split, never this one).
 Normalisation: tests/data/frontend_wetext_cases.tsv (WeTextProcessing's own Chinese TN cases), by
 category, for ours and for `wetext` (WeTextProcessing's prebuilt FSTs) where installed.
 """
@@ -41,19 +44,23 @@ def g2pm_readings(items):
     return [model(item.text, tone=True, char_split=True)[item.index].replace("u:", "v") for item in items]
 
 
-def polyphones(folder):
-    items = cpp.load(folder)
-    print(f"CPP dev split: {len(items)} sentences, {sum(i.all_chinese for i in items)} all-Chinese")
-    print(f"{'system':<12}{'all':>8}{'all-Chinese':>13}{'seconds':>9}")
-    for name, read in (("sambert", cpp.ours), ("pypinyin", pypinyin_readings), ("g2pM", g2pm_readings)):
+def without_everyday_model(items):
+    return cpp.ours(items, everyday_model=False)
+
+
+def polyphones(title, items):
+    print(f"{title}: {len(items)} sentences, {sum(i.all_chinese for i in items)} all-Chinese")
+    print(f"{'system':<26}{'all':>8}{'all-Chinese':>13}{'seconds':>9}")
+    for name, read in (("sambert", cpp.ours), ("sambert, no everyday model", without_everyday_model),
+                       ("pypinyin", pypinyin_readings), ("g2pM", g2pm_readings)):
         t0 = time.perf_counter()
         try:
             predictions = read(items)
         except ImportError as err:
-            print(f"{name:<12}  not installed ({err})")
+            print(f"{name:<26}  not installed ({err})")
             continue
         seconds = time.perf_counter() - t0
-        print(f"{name:<12}{cpp.accuracy(items, predictions):>8.2%}"
+        print(f"{name:<26}{cpp.accuracy(items, predictions):>8.2%}"
               f"{cpp.accuracy(items, predictions, all_chinese=True):>13.2%}{seconds:>9.1f}")
 
 
@@ -98,9 +105,12 @@ def normalisation(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpp", type=Path, default=REPO.parent / "shared" / "eval" / "cpp", help="folder with dev.sent, dev.lb")
+    parser.add_argument("--g2pl", type=Path, default=REPO / "tests" / "data", help="folder with g2pl_dev.sent, g2pl_dev.lb")
     parser.add_argument("--cases", type=Path, default=REPO / "tests" / "data" / "frontend_wetext_cases.tsv")
     args = parser.parse_args()
-    polyphones(args.cpp)
+    polyphones("CPP dev split", cpp.load(args.cpp))
+    print()
+    polyphones("g2pL dev split", cpp.load(args.g2pl, "g2pl_dev"))
     normalisation(args.cases)
 
 
