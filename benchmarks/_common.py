@@ -46,6 +46,15 @@ FULL_SAMBERT_PARAMS = dict(
     postnet_lstm_units=128, MAS=False,
 )
 
+# kantts/configs/hifigan_v1_16k.yaml Model.Generator.params (the official 16 kHz voices' vocoder)
+FULL_KANTTS_HIFIGAN_PARAMS = {
+    "in_channels": 80, "out_channels": 1, "channels": 256, "kernel_size": 7,
+    "upsample_scales": [10, 5, 2, 2], "upsample_kernal_sizes": [20, 10, 4, 4],
+    "resblock_kernel_sizes": [3, 7, 11], "resblock_dilations": [[1, 3, 5, 7]] * 3, "bias": True,
+    "causal": True, "nonlinear_activation": "LeakyReLU", "nonlinear_activation_params": {"negative_slope": 0.1},
+    "use_weight_norm": True,
+}
+
 
 def stand_in_voice():
     """Full-size SAM-BERT with random weights (seeded; the duration predictor biased to ~6 frames a

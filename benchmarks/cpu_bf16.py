@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from _common import ROOT, PARAGRAPH, print_table, quiet_threads, snr_db
+from _common import FULL_KANTTS_HIFIGAN_PARAMS, PARAGRAPH, ROOT, print_table, quiet_threads, snr_db
 
 from sambert.frontend import Frontend
 from sambert.melspec import universal_mel
@@ -28,14 +28,6 @@ from sambert.voices import load_bundled
 
 SENTENCES = ROOT.parent / "shared" / "eval" / "sentences.txt"
 DEFAULT_VOICE = ROOT / "assets" / "voices" / "default_female"
-# kantts/configs/hifigan_v1_16k.yaml Model.Generator.params (the official 16 kHz voices' vocoder)
-KANTTS_HIFIGAN_16K = {
-    "in_channels": 80, "out_channels": 1, "channels": 256, "kernel_size": 7,
-    "upsample_scales": [10, 5, 2, 2], "upsample_kernal_sizes": [20, 10, 4, 4],
-    "resblock_kernel_sizes": [3, 7, 11], "resblock_dilations": [[1, 3, 5, 7]] * 3, "bias": True,
-    "causal": True, "nonlinear_activation": "LeakyReLU", "nonlinear_activation_params": {"negative_slope": 0.1},
-    "use_weight_norm": True,
-}
 
 
 def sentence_mels(voice):
@@ -68,7 +60,7 @@ def main():
     mels = sentence_mels(voice)
     frames = sum(m.shape[-1] for m in mels)
     torch.manual_seed(0)
-    kantts = KanttsHifiGan(KANTTS_HIFIGAN_16K).eval()
+    kantts = KanttsHifiGan(FULL_KANTTS_HIFIGAN_PARAMS).eval()
     kantts.remove_weight_norm()
     rows = []
     for name, vocoder, rate, hop, judge in (("universal HiFi-GAN V1 (default voice)", voice.vocoder, voice.sample_rate,
