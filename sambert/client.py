@@ -3,7 +3,7 @@ of a pipe), audio and word timings come back while the rest is still being writt
 
     python -m sambert speak --server http://127.0.0.1:7860 "今天天气很好。" -o out.wav
     my_llm_script | python -m sambert speak --server http://127.0.0.1:7860 -o out.wav --timestamps
-    ... | python -m sambert speak --server URL -o - | aplay -q -f S16_LE -c 1 -r 22050   # plays it
+    ... | python -m sambert speak --server URL -o - | aplay -q -f S16_LE -c 1 -r 24000   # plays it (the default voice)
 
     from sambert.client import speak
     for message in speak("http://127.0.0.1:7860", ["今天天气", "很好。"]):

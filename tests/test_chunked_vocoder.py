@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from sambert.chunked_vocoder import ChunkedVocoder, context_of
-from sambert.models import HifiGanV1
+from sambert.models import KanttsHifiGan
 
 
 def snr_db(reference, test):
@@ -15,18 +15,19 @@ def snr_db(reference, test):
     return float("inf") if noise == 0 else 10 * np.log10(np.sum(reference**2) / noise)
 
 
-def small_v1():
-    """jik876 V1 layout with random weights, narrow and with a small hop so it runs in a blink."""
+def small_non_causal():
+    """A KAN-TTS HiFi-GAN, non-causal (context on both sides, like the MB-MelGAN), with random weights,
+    narrow and with a small hop so it runs in a blink."""
     torch.manual_seed(0)
-    vocoder = HifiGanV1({"resblock": "1", "upsample_rates": [4, 4, 2, 2], "upsample_kernel_sizes": [8, 8, 4, 4],
-                         "upsample_initial_channel": 16, "resblock_kernel_sizes": [3, 7, 11],
-                         "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "num_mels": 80}).eval()
+    vocoder = KanttsHifiGan({"in_channels": 80, "channels": 32, "kernel_size": 7, "upsample_scales": [4, 4, 2, 2],
+                             "upsample_kernal_sizes": [8, 8, 4, 4], "resblock_kernel_sizes": [3, 7, 11],
+                             "resblock_dilations": [[1, 3, 5]] * 3, "causal": False}).eval()
     vocoder.remove_weight_norm()
     return vocoder
 
 
 def test_window_lengths_come_from_a_small_set_and_chunks_stay_exact():
-    vocoder = small_v1()
+    vocoder = small_non_causal()
     left, right = context_of(vocoder)
     assert left > 0 and right > 0
     seen = []

