@@ -338,3 +338,23 @@ def test_concurrent_requests_give_the_same_audio(engine):
         t.join()
     for e, g in zip(expected, got):
         assert np.array_equal(e, g)
+
+
+def test_cpu_acoustic_calls_run_without_onednn_and_vocoder_calls_with_it(engine):
+    """oneDNN keeps compiled kernels for every input length it sees; sentences have as many lengths as
+    there are sentences, so the acoustic model runs without it (the vocoder's chunk lengths are a fixed
+    set and it is faster with oneDNN). The setting is restored after each call."""
+    voice = engine.voice()
+    seen = {"acoustic": set(), "vocoder": set()}
+    hooks = [voice.acoustic.text_encoder.register_forward_pre_hook(
+                 lambda *_: seen["acoustic"].add(torch._C._get_mkldnn_enabled())),
+             voice.acoustic.mel_postnet.register_forward_pre_hook(
+                 lambda *_: seen["acoustic"].add(torch._C._get_mkldnn_enabled())),
+             voice.vocoder.register_forward_pre_hook(lambda *_: seen["vocoder"].add(torch._C._get_mkldnn_enabled()))]
+    try:
+        engine.synthesize(TEXT)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert seen == {"acoustic": {False}, "vocoder": {True}}
+    assert torch._C._get_mkldnn_enabled()
