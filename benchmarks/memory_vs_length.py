@@ -32,7 +32,9 @@ def measure(mode, n_chars, profile):
 
     quiet_threads()
     engine, voice = make_engine(profile)
-    engine.synthesize("预热一下。")  # warm-up: lazy initialisation is not the text's cost
+    # warm-up as the app does it at start: lazy initialisation is not the text's cost
+    engine.synthesize("预热一下。")
+    engine.warm_up_vocoder()
     memory = PeakMemory([engine.profile.acoustic_device, engine.profile.vocoder_device])
     if memory.cuda:
         torch.cuda.empty_cache()

@@ -41,13 +41,31 @@ class ChunkedVocoder:
         self.run = run
         self.hop = hop
         self.max_chunk_frames = chunk_frames
-        self.chunk_frames = min(first_chunk_frames or chunk_frames, chunk_frames)
+        self.first_chunk_frames = min(first_chunk_frames or chunk_frames, chunk_frames)
+        self.chunk_frames = self.first_chunk_frames  # the next chunk's size: doubles up to max_chunk_frames
         self.left, self.right = context
         self.window_step = window_step
         # History held: the left context, and as far back as the rounded last window may reach.
         self.reserve = self.left + window_step - 1
         self.frames = None  # mel frames held: up to `self.reserve` of history, then the pending ones
         self.history = 0  # how many of the held frames are already vocoded
+
+    def window_lengths(self):
+        """Every generator input length this vocoder can use, but for an utterance shorter than its last
+        rounded window (kept at its own length): the growing first chunks with the history before them,
+        the full chunks, and every rounded last window. A server runs them once at start (oneDNN compiles
+        a kernel per length) so that its memory does not grow while requests bring the lengths in."""
+        lengths, done, n = set(), 0, self.first_chunk_frames
+        while True:
+            lengths.add(n + min(self.left, done) + self.right)
+            if n == self.max_chunk_frames and done >= self.left:
+                break
+            done, n = done + n, min(2 * n, self.max_chunk_frames)
+        # the last window: under a full chunk plus its lookahead pending, the left context, rounded up
+        step = self.window_step
+        longest_last = -(-(self.left + self.max_chunk_frames + self.right - 1) // step) * step
+        lengths.update(range(step, longest_last + 1, step))
+        return sorted(lengths)
 
     def push(self, mel):
         """Add frames; return the audio (1-D float tensor) of every full chunk that has its lookahead."""

@@ -175,6 +175,19 @@ class Engine:
     def sample_rate(self, voice=None):
         return self.voice(voice).sample_rate
 
+    def warm_up_vocoder(self, voice=None):
+        """Run the voice's vocoder once at every window length its chunked vocoders use (a request's
+        first sentence starts with small chunks, later ones do not), so that the kernels oneDNN compiles
+        per length are there before the first request and memory does not grow as texts bring them in."""
+        v, profile = self.voice(voice), self.profile
+        device = torch.device(profile.vocoder_device)
+        lengths = set()
+        for first in (profile.vocoder_first_chunk_frames, None):
+            lengths.update(ChunkedVocoder(None, v.hop, profile.vocoder_chunk_frames, _context(v.vocoder, profile),
+                                          first_chunk_frames=first).window_lengths())
+        for n in sorted(lengths):
+            self._vocode(v, torch.zeros(1, v.acoustic.n_mels, n), device, profile)
+
     # ---- requests ----------------------------------------------------------------------------
 
     def stream(self, text, voice=None, emotion=None, speed=1.0, pitch=0.0, energy=1.0, volume=1.0,

@@ -358,3 +358,20 @@ def test_cpu_acoustic_calls_run_without_onednn_and_vocoder_calls_with_it(engine)
             hook.remove()
     assert seen == {"acoustic": {False}, "vocoder": {True}}
     assert torch._C._get_mkldnn_enabled()
+
+
+def test_vocoder_warm_up_covers_every_length_requests_use(engine):
+    """After warm_up_vocoder, requests bring no new vocoder input length (each new one costs oneDNN kernels
+    that stay in memory), except a sentence shorter than a rounded last window, vocoded at its own length."""
+    voice = engine.voice()
+    lengths = []
+    hook = voice.vocoder.register_forward_pre_hook(lambda module, args: lengths.append(args[0].shape[-1]))
+    try:
+        engine.warm_up_vocoder()
+        warmed = set(lengths)
+        lengths.clear()
+        engine.synthesize(TEXT + "这是一个稍微长一点的句子，用来让声码器走到它最大的分块。" * 3)
+    finally:
+        hook.remove()
+    assert len(lengths) > 10
+    assert set(lengths) <= warmed, sorted(set(lengths) - warmed)

@@ -106,8 +106,9 @@ class Service:
                 job.cancel_stalled(self.stall_seconds)
 
     def warm_up(self):
-        """One short synthesis per voice, so the first visitor's request is as fast as later ones;
-        yields (voice name, seconds) as each is done."""
+        """One short synthesis per voice and its vocoder at every chunk length, so the first visitor's
+        request is as fast as later ones and memory does not grow as requests come; yields (voice name,
+        seconds) as each is done."""
         # SAMBERT_INJECT_OOM counts the vocoder calls of requests, not the warm-up's
         injected, self.engine.inject_oom = self.engine.inject_oom, 0
         try:
@@ -116,6 +117,7 @@ class Service:
                 if voice.inventory.english_phones:
                     english.dictionary()  # read once, here rather than in the first English request
                 self.engine.synthesize(WARM_UP_TEXT, voice=voice.name)
+                self.engine.warm_up_vocoder(voice.name)
                 yield voice.name, time.perf_counter() - started
         finally:
             self.engine.inject_oom = injected
