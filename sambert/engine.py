@@ -160,7 +160,7 @@ class Engine:
     @property
     def placement(self):
         """Where each model runs and in which dtype, e.g. 'acoustic cuda float16, vocoder cpu float32'."""
-        return _placement(self.profile)
+        return _placement(self.profile, self.voices[0].vocoder)
 
     def voice(self, name=None):
         """The voice called `name` (its name or display name); the first voice when None."""
@@ -227,7 +227,7 @@ class Engine:
         if lexicon is not None and not isinstance(lexicon, Lexicon):
             lexicon = Lexicon.from_mapping(lexicon)
         sentences = self._sentences(plain, lexicon, normalization, v.inventory.english_phones)
-        stats = Stats(profile=self.profile.name, device=_placement(self.profile), chars=len(text))
+        stats = Stats(profile=self.profile.name, device=_placement(self.profile, v.vocoder), chars=len(text))
         return Synthesis(self, v, sentences, controls, stats, time.perf_counter() - start)
 
     def synthesize(self, text, **kwargs):
@@ -344,7 +344,8 @@ class Engine:
                 inject = self.inject_oom == 0
             if inject:
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by SAMBERT_INJECT_OOM)")
-        with self._model_call(voice, device, profile, cpu_bf16=cpu_vocoder_dtype(profile) == "bfloat16", onednn=True):
+        with self._model_call(voice, device, profile, cpu_bf16=cpu_vocoder_dtype(profile, voice.vocoder) == "bfloat16",
+                              onednn=True):
             return voice.vocoder(mel.to(device)).float()
 
     @contextmanager
@@ -490,14 +491,14 @@ def _context(vocoder, profile):
     return n, (n if right else 0)
 
 
-def _placement(profile):
+def _placement(profile, vocoder):
     def dtype(device, cpu_dtype="float32"):
         if torch.device(device).type == "cpu":
             return cpu_dtype
         return "float16" if profile.dtype == "float16" else "float32"
 
     return (f"acoustic {profile.acoustic_device} {dtype(profile.acoustic_device)}, "
-            f"vocoder {profile.vocoder_device} {dtype(profile.vocoder_device, cpu_vocoder_dtype(profile))}")
+            f"vocoder {profile.vocoder_device} {dtype(profile.vocoder_device, cpu_vocoder_dtype(profile, vocoder))}")
 
 
 def _to_output(audio, volume):

@@ -126,11 +126,12 @@ def choose_profile(name=None, overrides=None, environ=None):
     return profile
 
 
-def cpu_vocoder_dtype(profile):
-    """The dtype a vocoder on the CPU runs in under `profile`: its setting, with auto resolved here."""
+def cpu_vocoder_dtype(profile, vocoder=None):
+    """The dtype `vocoder` runs in on the CPU under `profile`: the setting, with auto resolved here: bf16
+    where the CPU has native bf16 and the vocoder's family gains from it (its `bf16_on_cpu`)."""
     if profile.cpu_vocoder_dtype != "auto":
         return profile.cpu_vocoder_dtype
-    return "bfloat16" if cpu_has_native_bf16() else "float32"
+    return "bfloat16" if cpu_has_native_bf16() and getattr(vocoder, "bf16_on_cpu", True) else "float32"
 
 
 @functools.cache  # the hardware does not change; asked on every vocoder chunk

