@@ -114,6 +114,9 @@ def start_server(extra_env=None, extra_args=(), model_dir=None, bundled=False):
     env.pop("SAMBERT_AUTH", None)
     env.pop("SAMBERT_MODEL_DIR", None)
     env.setdefault("SAMBERT_PROFILE", "cpu")
+    # One request synthesizes at a time unless a test asks for more, so the queue and slot tests know
+    # which request waits (the cpu profile itself allows 2).
+    env.setdefault("SAMBERT_MAX_CONCURRENT_REQUESTS", "1")
     env.update(extra_env or {})
     auth = env.get("SAMBERT_AUTH")
     headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
