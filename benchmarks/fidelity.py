@@ -31,8 +31,7 @@ def chunked(vocoder, mel, chunk_frames, push_frames=7):
 def vocoders(voice):
     from sambert.models import KanttsHifiGan
 
-    left, right = context_of(voice.vocoder)
-    kind = "causal" if right == 0 else "non-causal"
+    kind = "causal" if context_of(voice.vocoder)[1] == 0 else "non-causal"
     out = [(f"{type(voice.vocoder).__name__} of {voice.name} ({kind}, {voice.sample_rate} Hz)", voice.vocoder)]
     if FIXTURE.is_file():
         fixture = torch.load(FIXTURE, weights_only=False)

@@ -56,4 +56,3 @@ def test_window_lengths_come_from_a_small_set_and_chunks_stay_exact():
             # what a server warms up covers every length but a short utterance's own
             warmed = set(cv.window_lengths()) | ({frames} if frames < max(cv.window_lengths()) else set())
             assert set(seen) <= warmed, (frames, sorted(set(seen) - warmed))
-

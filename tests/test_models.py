@@ -2,6 +2,8 @@
 (../shared/fixtures, see its README), plus the streaming forms against the whole-sentence ones."""
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,34 +11,17 @@ import torch
 from conftest import FIXTURES
 from sambert.models import KanttsHifiGan, SamBert
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from _common import FULL_KANTTS_HIFIGAN_PARAMS, FULL_SAMBERT_PARAMS  # noqa: E402
+
 # float32 rounding of sums taken in another order; the largest difference measured against the KAN-TTS
 # reference tensors is 7.2e-7 (post-net mel, values up to 1.8), and 5.7e-7 on the waveform.
 TOL = 2e-6
 
-# KAN-TTS kantts/configs/sambert_16k.yaml Model.KanTtsSAMBERT.params, with ModelScope's vocabulary sizes.
-SAMBERT_16K = {
-    "max_len": 800, "embedding_dim": 512, "encoder_num_layers": 8, "encoder_num_heads": 8,
-    "encoder_num_units": 128, "encoder_ffn_inner_dim": 1024, "encoder_dropout": 0.1,
-    "encoder_attention_dropout": 0.1, "encoder_relu_dropout": 0.1, "encoder_projection_units": 32,
-    "speaker_units": 32, "emotion_units": 32, "predictor_filter_size": 41, "predictor_fsmn_num_layers": 3,
-    "predictor_num_memory_units": 128, "predictor_ffn_inner_dim": 256, "predictor_dropout": 0.1,
-    "predictor_shift": 0, "predictor_lstm_units": 128, "dur_pred_prenet_units": [128, 128],
-    "dur_pred_lstm_units": 128, "decoder_prenet_units": [256, 256], "decoder_num_layers": 12,
-    "decoder_num_heads": 8, "decoder_num_units": 128, "decoder_ffn_inner_dim": 1024, "decoder_dropout": 0.1,
-    "decoder_attention_dropout": 0.1, "decoder_relu_dropout": 0.1, "outputs_per_step": 3, "num_mels": 80,
-    "postnet_filter_size": 41, "postnet_fsmn_num_layers": 4, "postnet_num_memory_units": 256,
-    "postnet_ffn_inner_dim": 512, "postnet_dropout": 0.1, "postnet_shift": 17, "postnet_lstm_units": 128,
-    "MAS": False,
-    "sy": 146, "tone": 9, "syllable_flag": 7, "word_segment": 7, "emotion": 35, "speaker": 8,
-}
-# kantts/configs/hifigan_v1_16k.yaml Model.Generator.params
-HIFIGAN_16K = {
-    "in_channels": 80, "out_channels": 1, "channels": 256, "kernel_size": 7,
-    "upsample_scales": [10, 5, 2, 2], "upsample_kernal_sizes": [20, 10, 4, 4],
-    "resblock_kernel_sizes": [3, 7, 11], "resblock_dilations": [[1, 3, 5, 7]] * 3, "bias": True,
-    "causal": True, "nonlinear_activation": "LeakyReLU", "nonlinear_activation_params": {"negative_slope": 0.1},
-    "use_weight_norm": True,
-}
+# The official 16 kHz configurations (kantts/configs/sambert_16k.yaml, hifigan_v1_16k.yaml), as the benchmarks'
+# stand-in uses them; SAM-BERT with ModelScope's vocabulary sizes.
+SAMBERT_16K = dict(FULL_SAMBERT_PARAMS, sy=146, tone=9, syllable_flag=7, word_segment=7, emotion=35, speaker=8)
+HIFIGAN_16K = FULL_KANTTS_HIFIGAN_PARAMS
 
 
 @pytest.fixture(scope="module")
