@@ -4,7 +4,7 @@ Per request: the text is cut into sentences (exact cut points of SAM-BERT: its p
 sees one sentence). Per sentence the phone-level stage runs once (`encode`), then the autoregressive
 decoder's frames are collected into blocks of `mel_block_frames`, each block goes through the streamed
 post-net, and the post-net's final frames through the chunked vocoder. Every piece of state is local to
-the request, so requests can run side by side; a per-voice lock lets one model call run at a time.
+the request, so requests run side by side; their model calls take turns, the most urgent first.
 
     engine = Engine()                                   # profile for this machine, installed voices
     for chunk in engine.stream("你好。", voice=None):    # float32 mono chunks
@@ -12,13 +12,15 @@ the request, so requests can run side by side; a per-voice lock lets one model c
     result = engine.synthesize("你好。")                 # audio + timings + stats
 """
 
+import heapq
+import itertools
 import logging
 import math
 import os
 import re
 import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -33,6 +35,11 @@ from sambert.timings import Span, to_srt, unit_spans, word_spans
 
 log = logging.getLogger(__name__)
 
+# A new request is due this long after it starts (see Synthesis.deadline): a listener who waits a little
+# longer for the first audio hears nothing wrong, one whose audio runs out hears a gap. Measured with four
+# streams starting together on two cores (benchmarks/concurrent_streams.py): due at their start, the
+# first stream ran dry while the other three got their first audio (stalls of 0.08-0.12 s).
+NEW_REQUEST_GRACE_SECONDS = 0.5
 SENTENCE_PAUSE_SECONDS = 0.28  # silence between sentences, as KAN-TTS's synthesis script puts
 # Where the text may be cut before the frontend sees it: after a sentence end, so the normalisation
 # of numbers, dates... never straddles a cut. Lets a long text start speaking before it is all parsed.
@@ -81,7 +88,16 @@ class Synthesis:
         self._busy_open = True  # until the end is logged
         self._memory = PeakMemory([engine.profile.acoustic_device, engine.profile.vocoder_device])
         self._memory.reset()
+        self._started = time.perf_counter()
+        self._first_audio_at = None  # when the consumer got the first chunk
         self._chunks = engine._generate(self, voice, sentences, controls)
+
+    def deadline(self):
+        """When the listener runs out of audio, playing from the first chunk on; before that chunk, the
+        request's start plus NEW_REQUEST_GRACE_SECONDS (new requests go in the order they came)."""
+        if self._first_audio_at is None:
+            return self._started + NEW_REQUEST_GRACE_SECONDS
+        return self._first_audio_at + self.stats.audio_seconds
 
     def __iter__(self):
         return self
@@ -102,6 +118,7 @@ class Synthesis:
         self._account(start)
         if self.stats.time_to_first_audio is None:
             self.stats.time_to_first_audio = self._busy
+            self._first_audio_at = time.perf_counter()
         self.stats.audio_seconds += len(chunk) / self.sample_rate
         return chunk
 
@@ -143,7 +160,7 @@ class Engine:
             raise EngineError("no voices: pass model_dir=<ModelScope model dir> or install a bundle in assets/voices")
         self.frontend = Frontend()
         self.frontend.sentences("你好。")  # loads the word segmenter now, not during the first request
-        self._locks = {id(v): threading.Lock() for v in self.voices}
+        self._turns = _Turns()
         self._profile_lock = threading.Lock()
         self._device_override = device
         # Test switch: N > 0 makes the N-th vocoder call from now raise one CUDA out-of-memory error.
@@ -186,7 +203,7 @@ class Engine:
             lengths.update(ChunkedVocoder(None, v.hop, profile.vocoder_chunk_frames, _context(v.vocoder, profile),
                                           first_chunk_frames=first).window_lengths())
         for n in sorted(lengths):
-            self._vocode(v, torch.zeros(1, v.acoustic.n_mels, n), device, profile)
+            self._vocode(None, v, torch.zeros(1, v.acoustic.n_mels, n), device, profile)
 
     # ---- requests ----------------------------------------------------------------------------
 
@@ -299,7 +316,7 @@ class Engine:
             profile = self.profile
             done = 0
             try:
-                for audio in self._sentence_once(voice, sentence, controls, profile, on_plan, first):
+                for audio in self._sentence_once(request, voice, sentence, controls, profile, on_plan, first):
                     fresh = audio[max(0, sent - done):]
                     done += len(audio)
                     if len(fresh):
@@ -309,19 +326,19 @@ class Engine:
             except torch.cuda.OutOfMemoryError as err:
                 self._fall_back(profile, request, err)
 
-    def _sentence_once(self, voice, sentence, controls, profile, on_plan, first):
+    def _sentence_once(self, request, voice, sentence, controls, profile, on_plan, first):
         ac_device, voc_device = torch.device(profile.acoustic_device), torch.device(profile.vocoder_device)
         ling, emotion, speaker = (torch.from_numpy(a)[None].to(ac_device) for a in voice.inventory.encode(
             sentence.units, emotion=controls["emotion"], speaker=controls["speaker"]))
         # The phone-level stage runs once per sentence and decides the integer durations: fp32, so
         # FP16 rounding can never move a unit's length by a frame.
-        with self._model_call(voice, ac_device, profile, autocast=False):
+        with self._model_call(request, ac_device, profile, autocast=False):
             plan = voice.acoustic.encode(ling, emotion, speaker, speed=controls["speed"],
                                          pitch_shift=controls["pitch"], pitch_scale=controls["pitch_scale"],
                                          energy_scale=controls["energy"])
         on_plan(plan)
         vocoder = ChunkedVocoder(
-            run=lambda mel: self._vocode(voice, mel, voc_device, profile),
+            run=lambda mel: self._vocode(request, voice, mel, voc_device, profile),
             hop=voice.hop,
             chunk_frames=profile.vocoder_chunk_frames,
             context=_context(voice.vocoder, profile),
@@ -329,7 +346,7 @@ class Engine:
             first_chunk_frames=profile.vocoder_first_chunk_frames if first else None,
         )
         for mel in mel_blocks(voice.acoustic, plan, profile.mel_block_frames,
-                              lambda fp16=True: self._model_call(voice, ac_device, profile, autocast=fp16)):
+                              lambda fp16=True: self._model_call(request, ac_device, profile, autocast=fp16)):
             audio = vocoder.push(mel.T.to(voc_device))
             if len(audio):
                 yield audio
@@ -337,29 +354,29 @@ class Engine:
         if len(audio):
             yield audio
 
-    def _vocode(self, voice, mel, device, profile):
+    def _vocode(self, request, voice, mel, device, profile):
         if self.inject_oom > 0:
             with self._profile_lock:
                 self.inject_oom -= 1
                 inject = self.inject_oom == 0
             if inject:
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by SAMBERT_INJECT_OOM)")
-        with self._model_call(voice, device, profile, cpu_bf16=cpu_vocoder_dtype(profile, voice.vocoder) == "bfloat16",
-                              onednn=True):
+        with self._model_call(request, device, profile,
+                              cpu_bf16=cpu_vocoder_dtype(profile, voice.vocoder) == "bfloat16"):
             return voice.vocoder(mel.to(device)).float()
 
     @contextmanager
-    def _model_call(self, voice, device, profile, autocast=True, cpu_bf16=False, onednn=False):
-        """One model call: the voice's lock, no autograd, FP16 autocast where the profile asks for it
-        and the module is on CUDA (autocast keeps norms and softmax in fp32); BF16 autocast for a call
-        on the CPU that asks for it (the vocoder's, see profiles.cpu_vocoder_dtype). On the CPU only
-        the vocoder calls (`onednn=True`) use oneDNN: see _cpu_kernels."""
+    def _model_call(self, request, device, profile, autocast=True, cpu_bf16=False):
+        """One model call: its turn (see _Turns; `request` None is the warm-up), no autograd, FP16
+        autocast where the profile asks for it and the module is on CUDA (autocast keeps norms and
+        softmax in fp32); BF16 autocast for a call on the CPU that asks for it (the vocoder's, see
+        profiles.cpu_vocoder_dtype)."""
         if device.type == "cuda":
             dtype, enabled = torch.float16, autocast and profile.dtype == "float16"
         else:
             dtype, enabled = torch.bfloat16, cpu_bf16
-        kernels = _cpu_kernels(onednn) if device.type == "cpu" else nullcontext()
-        with self._locks[id(voice)], torch.no_grad(), kernels, torch.autocast(device.type, dtype, enabled=enabled):
+        deadline = float("-inf") if request is None else request.deadline()
+        with self._turns.take(deadline), torch.inference_mode(), torch.autocast(device.type, dtype, enabled=enabled):
             yield
 
     def _record_timings(self, request, voice, sentence, plan, offset):
@@ -390,33 +407,42 @@ class Engine:
         log.warning("%s (%s)", message, err)
 
     def _place(self):
-        """Move every voice's modules to the profile's devices (once, not per chunk), under their locks."""
-        for v in self.voices:
-            with self._locks[id(v)]:
+        """Move every voice's modules to the profile's devices (once, not per chunk), between model calls."""
+        with self._turns.take(float("-inf")):
+            for v in self.voices:
                 v.acoustic.to(self.profile.acoustic_device)
                 v.vocoder.to(self.profile.vocoder_device)
 
 
-_cpu_calls = threading.Lock()
+class _Turns:
+    """Model calls take turns, the most urgent first (earliest deadline: see Synthesis.deadline).
 
+    One call at a time: the decoder's steps are small operations whose Python side holds the GIL, so
+    calls from several threads at once were no faster (measured with four streams on two cores: 8.9 s
+    for all their audio against 8.3 s in turns) and their order was left to chance. In turns, the
+    listener closest to running out of audio is served first and a new request gets its first audio
+    before the others' buffered audio runs out. Moving the modules (_place) takes a turn too."""
 
-@contextmanager
-def _cpu_kernels(onednn):
-    """A model call on the CPU, with oneDNN for the vocoder and without it for the acoustic model.
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._busy = False
+        self._waiting = []  # heap of (deadline, arrival number)
+        self._arrivals = itertools.count()
 
-    oneDNN compiles and keeps kernels for every new input length (up to 1024 of them), and every sentence
-    has its own unit count: measured with the default voice, 20 sentence lengths added 19 MB that way and
-    0.8 MB without, at the same speed. The vocoder sees a fixed set of lengths (chunked_vocoder) and is
-    1.35x faster with oneDNN, so it keeps it. The switch is process-wide, so CPU calls take turns (calls
-    of one voice already do, under its lock): a call never runs under another's setting, and its audio
-    does not depend on what else runs."""
-    with _cpu_calls:
-        was = torch._C._get_mkldnn_enabled()
-        torch._C._set_mkldnn_enabled(was and onednn)
+    @contextmanager
+    def take(self, deadline):
+        with self._changed:
+            ticket = (deadline, next(self._arrivals))
+            heapq.heappush(self._waiting, ticket)
+            self._changed.wait_for(lambda: not self._busy and self._waiting[0] == ticket)
+            heapq.heappop(self._waiting)
+            self._busy = True
         try:
             yield
         finally:
-            torch._C._set_mkldnn_enabled(was)
+            with self._changed:
+                self._busy = False
+                self._changed.notify_all()
 
 
 def mel_blocks(acoustic, plan, block_frames, model_call=lambda fp16=True: torch.no_grad()):

@@ -3,6 +3,7 @@ out-of-memory fallback. Runs on the CPU in seconds with the small KAN-TTS fixtur
 
 import gc
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from conftest import KANTTS_REFERENCE
+from sambert import engine as sambert_engine
 from sambert import profiles
 from sambert.chunked_vocoder import ChunkedVocoder, context_of
 from sambert.profiles import ProfileError
@@ -347,24 +349,59 @@ def test_concurrent_requests_give_the_same_audio(engine):
         assert np.array_equal(e, g)
 
 
-def test_cpu_acoustic_calls_run_without_onednn_and_vocoder_calls_with_it(engine):
-    """oneDNN keeps compiled kernels for every input length it sees; sentences have as many lengths as
-    there are sentences, so the acoustic model runs without it (the vocoder's chunk lengths are a fixed
-    set and it is faster with oneDNN). The setting is restored after each call."""
+def test_acoustic_model_never_reaches_onednn_convolutions(engine):
+    """oneDNN keeps compiled kernels for every input length it sees and sentences have as many lengths
+    as there are sentences, so the acoustic model's convolutions are matrix products (layers.Conv1d);
+    the vocoder, with its fixed set of chunk lengths, keeps oneDNN's faster convolutions."""
+    from torch.profiler import ProfilerActivity, profile
+
     voice = engine.voice()
-    seen = {"acoustic": set(), "vocoder": set()}
-    hooks = [voice.acoustic.text_encoder.register_forward_pre_hook(
-                 lambda *_: seen["acoustic"].add(torch._C._get_mkldnn_enabled())),
-             voice.acoustic.mel_postnet.register_forward_pre_hook(
-                 lambda *_: seen["acoustic"].add(torch._C._get_mkldnn_enabled())),
-             voice.vocoder.register_forward_pre_hook(lambda *_: seen["vocoder"].add(torch._C._get_mkldnn_enabled()))]
-    try:
+    with profile(activities=[ProfilerActivity.CPU]) as everything:
         engine.synthesize(TEXT)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    assert seen == {"acoustic": {False}, "vocoder": {True}}
-    assert torch._C._get_mkldnn_enabled()
+    assert "aten::mkldnn_convolution" in {e.key for e in everything.key_averages()}  # the vocoder's, so the profiler does see them
+    with profile(activities=[ProfilerActivity.CPU]) as acoustic_ops, torch.no_grad():
+        plan = voice.acoustic.encode(*(torch.from_numpy(a)[None] for a in voice.inventory.encode(
+            engine.frontend.sentences(TEXT)[0].units, emotion=None, speaker=None)))
+        list(sambert_engine.mel_blocks(voice.acoustic, plan, 8))
+    ops = {e.key for e in acoustic_ops.key_averages()}
+    assert not {op for op in ops if "conv" in op}, sorted(ops)
+
+
+def test_model_calls_take_turns_the_most_urgent_first():
+    """Calls waiting for their turn go by deadline, not by arrival; one call at a time."""
+    import threading
+    import time
+
+    turns, order, inside = sambert_engine._Turns(), [], []
+
+    def call(deadline):
+        with turns.take(deadline):
+            inside.append(deadline)
+            assert len(inside) == 1, inside
+            order.append(deadline)
+            time.sleep(0.01)
+            inside.remove(deadline)
+
+    with turns.take(0.0):  # busy while the others arrive, in the order 3, 1, 2
+        waiters = []
+        for deadline in (3.0, 1.0, 2.0):
+            waiters.append(threading.Thread(target=call, args=(deadline,)))
+            waiters[-1].start()
+            time.sleep(0.1)
+    for t in waiters:
+        t.join(5)
+    assert order == [1.0, 2.0, 3.0]
+
+
+def test_a_stream_ahead_of_its_listener_yields_to_a_new_request(engine):
+    """A request's deadline is when its listener runs out of audio: one that has delivered seconds of
+    audio in a moment can wait; a new request (deadline: its start) is served before it."""
+    ahead = engine.stream(TEXT)
+    audio = sum(len(chunk) for chunk in ahead) / ahead.sample_rate
+    new = engine.stream("你好。")
+    assert audio > 2.0
+    assert new.deadline() < ahead.deadline()
+    assert ahead.deadline() - time.perf_counter() > audio - 2.0  # its audio has not run out yet
 
 
 def test_vocoder_warm_up_covers_every_length_requests_use(engine):
