@@ -33,10 +33,14 @@ from sambert.timings import to_srt  # noqa: E402
 
 OUTPUT_DIR = Path(os.environ.get("GRADIO_TEMP_DIR", tempfile.gettempdir())) / "sambert-output"
 KEEP_OUTPUT_SECONDS = 3600
-# Gradio streams audio as an HLS playlist, one segment per update, and its player (hls.js) starts once
-# the playlist holds 3 segments: the first 3 chunks go out as they come, later ones gathered to at
-# least STREAM_SECONDS (fewer, longer segments play with fewer gaps).
-EAGER_UPDATES = 3
+# Gradio streams audio as an HLS playlist, one AAC segment per update. Its player (hls.js) fetches the
+# playlist as soon as an update opens the stream and, when that playlist is empty, again only a target
+# duration (1 s) later. An update without audio (None) opens the stream, and so does a first chunk too
+# short for the AAC encoder, just started, to return a frame: either left the page silent for that
+# second. So the stream is opened by FIRST_UPDATE_SECONDS of audio (measured with
+# benchmarks/page_first_sound.py, warm click to sound: 0.2 s of audio ~0.95 s, 0.4 s 0.5-1.05 s,
+# 0.6 s 0.47-0.6 s, 1.0 s 0.66-0.73 s), later updates gather to at least STREAM_SECONDS.
+FIRST_UPDATE_SECONDS = 0.6
 STREAM_SECONDS = 0.5
 NO_FFMPEG_NOTICE = "合成中…（未找到 ffmpeg，无法边合成边播放：合成完成后播放完整音频）"
 NO_FFMPEG_NOTICE_DONE = "未找到 ffmpeg：播放的是完整音频（没有边合成边播放）"
@@ -103,7 +107,7 @@ def build_ui(service, stream_audio=True):
                     wav.write(chunk)
                     pending.append(chunk)
                     gathered = sum(map(len, pending)) / job.sample_rate
-                    if stream and (updates < EAGER_UPDATES or gathered >= STREAM_SECONDS):
+                    if stream and gathered >= (STREAM_SECONDS if updates else FIRST_UPDATE_SECONDS):
                         yield _wav_bytes(pending, job.sample_rate)
                         pending, updates = [], updates + 1
                     progress((min(job.stats.sentences, expected), expected), desc="合成中", unit="句")
@@ -142,8 +146,9 @@ def build_ui(service, stream_audio=True):
         # Gradio closes a generator whose update failed to encode (or whose page went away) only once
         # the generator's first update has gone out: it keeps the generator from then on, not before.
         # So the first update carries no audio and the slot is taken after it; a failure later on
-        # closes this generator, and `finally` frees the slot.
-        yield None, None, None, "合成中…" if stream_audio else NO_FFMPEG_NOTICE  # clears the last results
+        # closes this generator, and `finally` frees the slot. It leaves the player alone (gr.skip, not
+        # None: None would open an empty stream, see FIRST_UPDATE_SECONDS); the first audio replaces it.
+        yield gr.skip(), None, None, "合成中…" if stream_audio else NO_FFMPEG_NOTICE  # clears the last files
         pieces = run("ui", text, voice, emotion, reference_audio, speed, pitch, volume,
                      reading_of(numbers, english, lexicon), progress, stream=stream_audio)
         try:

@@ -54,6 +54,13 @@ def test_typed_chinese_text_is_spoken_by_the_page(page, app_server):  # noqa: F8
 
     # The first click pays for cold starts (the page's HLS player, Gradio's encoder); the second is what a
     # user hears from then on. Both must play; both times are printed.
+    first_playlists = {}  # stream -> the first playlist the page got for it
+
+    def keep_first_playlist(response):
+        if "playlist.m3u8" in response.url:
+            first_playlists.setdefault(response.url.split("?")[0], response.text())
+
+    page.on("response", keep_first_playlist)
     try:
         first_sounds = [speak_and_wait_for_sound(page) for _ in range(2)]
     except Exception as err:
@@ -65,6 +72,9 @@ def test_typed_chinese_text_is_spoken_by_the_page(page, app_server):  # noqa: F8
     print(f"\nbrowser time to first sound (click -> <audio> playing): first {first_sounds[0] * 1000:.0f} ms, "
           f"then {first_sounds[1] * 1000:.0f} ms")
     assert "首音" in page.locator("#status").inner_text()
+    # hls.js asks for a playlist as soon as a stream opens and, when it is empty, again only a second later
+    # (the page was silent for that second): the stream opens with audio in it
+    assert len(first_playlists) == 2 and all("#EXTINF" in text for text in first_playlists.values()), first_playlists
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser_speak.png"), full_page=True)
 
