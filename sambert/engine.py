@@ -20,7 +20,7 @@ import os
 import re
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -160,7 +160,6 @@ class Engine:
             raise EngineError("no voices: pass model_dir=<ModelScope model dir> or install a bundle in assets/voices")
         self.frontend = Frontend()
         self.frontend.sentences("你好。")  # loads the word segmenter now, not during the first request
-        self._turns = _Turns()
         self._profile_lock = threading.Lock()
         self._device_override = device
         # Test switch: N > 0 makes the N-th vocoder call from now raise one CUDA out-of-memory error.
@@ -338,13 +337,17 @@ class Engine:
                                          energy_scale=controls["energy"])
         on_plan(plan)
         vocoder = ChunkedVocoder(
-            run=lambda mel: self._vocode(request, voice, mel, voc_device, profile),
+            # a whole sentence shorter than the last rounded window is vocoded at its own length: without
+            # oneDNN, which would keep kernels for that length (see _cpu_kernels)
+            run=lambda mel: self._vocode(request, voice, mel, voc_device, profile,
+                                         onednn=mel.shape[-1] in fixed_lengths),
             hop=voice.hop,
             chunk_frames=profile.vocoder_chunk_frames,
             context=_context(voice.vocoder, profile),
             # later sentences have the earlier ones' audio in front of them: no need to start small
             first_chunk_frames=profile.vocoder_first_chunk_frames if first else None,
         )
+        fixed_lengths = set(vocoder.window_lengths())
         for mel in mel_blocks(voice.acoustic, plan, profile.mel_block_frames,
                               lambda fp16=True: self._model_call(request, ac_device, profile, autocast=fp16)):
             audio = vocoder.push(mel.T.to(voc_device))
@@ -354,29 +357,30 @@ class Engine:
         if len(audio):
             yield audio
 
-    def _vocode(self, request, voice, mel, device, profile):
+    def _vocode(self, request, voice, mel, device, profile, onednn=True):
         if self.inject_oom > 0:
             with self._profile_lock:
                 self.inject_oom -= 1
                 inject = self.inject_oom == 0
             if inject:
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by SAMBERT_INJECT_OOM)")
-        with self._model_call(request, device, profile,
-                              cpu_bf16=cpu_vocoder_dtype(profile, voice.vocoder) == "bfloat16"):
+        with self._model_call(request, device, profile, cpu_bf16=cpu_vocoder_dtype(profile, voice.vocoder) == "bfloat16",
+                              onednn=onednn):
             return voice.vocoder(mel.to(device)).float()
 
     @contextmanager
-    def _model_call(self, request, device, profile, autocast=True, cpu_bf16=False):
+    def _model_call(self, request, device, profile, autocast=True, cpu_bf16=False, onednn=False):
         """One model call: its turn (see _Turns; `request` None is the warm-up), no autograd, FP16
         autocast where the profile asks for it and the module is on CUDA (autocast keeps norms and
         softmax in fp32); BF16 autocast for a call on the CPU that asks for it (the vocoder's, see
-        profiles.cpu_vocoder_dtype)."""
+        profiles.cpu_vocoder_dtype). On the CPU only `onednn` calls use oneDNN: see _cpu_kernels."""
         if device.type == "cuda":
             dtype, enabled = torch.float16, autocast and profile.dtype == "float16"
         else:
             dtype, enabled = torch.bfloat16, cpu_bf16
         deadline = float("-inf") if request is None else request.deadline()
-        with self._turns.take(deadline), torch.inference_mode(), torch.autocast(device.type, dtype, enabled=enabled):
+        kernels = _cpu_kernels(onednn) if device.type == "cpu" else nullcontext()
+        with _TURNS.take(deadline), kernels, torch.inference_mode(), torch.autocast(device.type, dtype, enabled=enabled):
             yield
 
     def _record_timings(self, request, voice, sentence, plan, offset):
@@ -408,7 +412,7 @@ class Engine:
 
     def _place(self):
         """Move every voice's modules to the profile's devices (once, not per chunk), between model calls."""
-        with self._turns.take(float("-inf")):
+        with _TURNS.take(float("-inf")):
             for v in self.voices:
                 v.acoustic.to(self.profile.acoustic_device)
                 v.vocoder.to(self.profile.vocoder_device)
@@ -417,11 +421,12 @@ class Engine:
 class _Turns:
     """Model calls take turns, the most urgent first (earliest deadline: see Synthesis.deadline).
 
-    One call at a time: the decoder's steps are small operations whose Python side holds the GIL, so
-    calls from several threads at once were no faster (measured with four streams on two cores: 8.9 s
-    for all their audio against 8.3 s in turns) and their order was left to chance. In turns, the
-    listener closest to running out of audio is served first and a new request gets its first audio
-    before the others' buffered audio runs out. Moving the modules (_place) takes a turn too."""
+    One call at a time in the process (_TURNS): the decoder's steps are small operations whose Python
+    side holds the GIL, so calls from several threads at once were no faster (measured with four
+    streams on two cores: 8.9 s for all their audio against 8.3 s in turns) and their order was left
+    to chance. In turns, the listener closest to running out of audio is served first and a new
+    request gets its first audio before the others' buffered audio runs out. It also lets a call set
+    process-wide switches for itself (_cpu_kernels). Moving the modules (_place) takes a turn too."""
 
     def __init__(self):
         self._changed = threading.Condition()
@@ -443,6 +448,27 @@ class _Turns:
             with self._changed:
                 self._busy = False
                 self._changed.notify_all()
+
+
+_TURNS = _Turns()
+
+
+@contextmanager
+def _cpu_kernels(onednn):
+    """A model call on the CPU with oneDNN (`onednn`) or without it, inside its turn.
+
+    oneDNN compiles and keeps kernels for every new input length (up to 1024 of them). Sentences have as
+    many unit counts as there are sentences: measured with the default voice, 99 unit counts through the
+    acoustic model's unit-level stage added 45 MB with oneDNN (its LSTMs and convolutions) and 3 MB
+    without, and 100 vocoder lengths 140-220 MB. So the acoustic model runs without it, and so do the
+    vocoder's calls on a whole short sentence at its own length (chunked_vocoder); the vocoder's other
+    calls come in a fixed set of lengths and are 1.35x faster with oneDNN, so they keep it."""
+    was = torch._C._get_mkldnn_enabled()
+    torch._C._set_mkldnn_enabled(was and onednn)
+    try:
+        yield
+    finally:
+        torch._C._set_mkldnn_enabled(was)
 
 
 def mel_blocks(acoustic, plan, block_frames, model_call=lambda fp16=True: torch.no_grad()):

@@ -349,22 +349,30 @@ def test_concurrent_requests_give_the_same_audio(engine):
         assert np.array_equal(e, g)
 
 
-def test_acoustic_model_never_reaches_onednn_convolutions(engine):
-    """oneDNN keeps compiled kernels for every input length it sees and sentences have as many lengths
-    as there are sentences, so the acoustic model's convolutions are matrix products (layers.Conv1d);
-    the vocoder, with its fixed set of chunk lengths, keeps oneDNN's faster convolutions."""
-    from torch.profiler import ProfilerActivity, profile
-
+def test_cpu_calls_of_many_lengths_run_without_onednn_and_the_others_with_it(engine):
+    """oneDNN keeps compiled kernels for every input length it sees: the acoustic model (a length per
+    sentence) and a short sentence vocoded whole at its own length run without it; the vocoder's calls
+    at the fixed window lengths (those the warm-up runs) keep its faster kernels. Restored after each call."""
     voice = engine.voice()
-    with profile(activities=[ProfilerActivity.CPU]) as everything:
-        engine.synthesize(TEXT)
-    assert "aten::mkldnn_convolution" in {e.key for e in everything.key_averages()}  # the vocoder's, so the profiler does see them
-    with profile(activities=[ProfilerActivity.CPU]) as acoustic_ops, torch.no_grad():
-        plan = voice.acoustic.encode(*(torch.from_numpy(a)[None] for a in voice.inventory.encode(
-            engine.frontend.sentences(TEXT)[0].units, emotion=None, speaker=None)))
-        list(sambert_engine.mel_blocks(voice.acoustic, plan, 8))
-    ops = {e.key for e in acoustic_ops.key_averages()}
-    assert not {op for op in ops if "conv" in op}, sorted(ops)
+    acoustic, vocoder = set(), []
+    hooks = [voice.acoustic.text_encoder.register_forward_pre_hook(
+                 lambda *_: acoustic.add(torch._C._get_mkldnn_enabled())),
+             voice.acoustic.mel_postnet.register_forward_pre_hook(
+                 lambda *_: acoustic.add(torch._C._get_mkldnn_enabled())),
+             voice.vocoder.register_forward_pre_hook(
+                 lambda module, args: vocoder.append((args[0].shape[-1], torch._C._get_mkldnn_enabled())))]
+    try:
+        engine.warm_up_vocoder()
+        warmed = {n for n, _ in vocoder}
+        vocoder.clear()
+        engine.synthesize(TEXT + "好的。")  # the short last sentence is vocoded whole
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert acoustic == {False}
+    assert {onednn for _, onednn in vocoder} == {True, False}, vocoder  # both kinds of call happened
+    assert all(onednn == (n in warmed) for n, onednn in vocoder), vocoder
+    assert torch._C._get_mkldnn_enabled()
 
 
 def test_model_calls_take_turns_the_most_urgent_first():

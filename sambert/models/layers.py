@@ -88,31 +88,6 @@ class MultiHeadSelfAttention(nn.Module):
         return out if pad is None else out.masked_fill(pad[..., None], 0.0)
 
 
-class Conv1d(nn.Conv1d):
-    """nn.Conv1d (stride 1, no dilation; same parameters and state-dict keys) computed as a matrix
-    product over unfolded windows, so it never reaches oneDNN. Why: on the CPU PyTorch hands
-    convolutions to oneDNN, which compiles and keeps kernels for every new input length (up to 1024 of
-    them), and every sentence has its own unit count: with the default voice 20 sentence lengths added
-    19 MB that way and 0.8 MB without. Turning oneDNN off is a process-wide switch that would make
-    every model call in the server take turns; this layer needs no switch. Measured at the acoustic
-    model's sizes (one thread): as fast as PyTorch's own non-oneDNN convolution for the dense layers,
-    2-7x faster for the 41-tap depthwise memory filters on short inputs."""
-
-    def forward(self, x):
-        assert self.stride == (1,) and self.dilation == (1,) and self.padding_mode == "zeros"
-        (k,), (pad,) = self.kernel_size, self.padding
-        if k == 1 and self.groups == 1:  # a position-wise linear layer (the decoder's, every step)
-            return F.linear(x.transpose(1, 2), self.weight[:, :, 0], self.bias).transpose(1, 2)
-        windows = F.pad(x, (pad, pad)).unfold(2, k, 1)  # [B, C, T, k]
-        if self.groups == 1:
-            b, c, t, _ = windows.shape
-            out = F.linear(windows.transpose(1, 2).reshape(b, t, c * k), self.weight.flatten(1), self.bias)
-            return out.transpose(1, 2)
-        assert self.groups == self.in_channels == self.out_channels  # depthwise
-        out = (windows * self.weight[:, 0, None, :]).sum(-1)
-        return out if self.bias is None else out + self.bias[:, None]
-
-
 class ConvFeedForward(nn.Module):
     """Pre-LN position-wise feed-forward made of two 1-D convolutions, with a residual."""
 
@@ -120,8 +95,8 @@ class ConvFeedForward(nn.Module):
         super().__init__()
         k1, k2 = kernel_sizes
         self.layer_norm = nn.LayerNorm(d_model, eps=LN_EPS)
-        self.w_1 = Conv1d(d_model, d_inner, k1, padding=(k1 - 1) // 2)
-        self.w_2 = Conv1d(d_inner, d_model, k2, padding=(k2 - 1) // 2)
+        self.w_1 = nn.Conv1d(d_model, d_inner, k1, padding=(k1 - 1) // 2)
+        self.w_2 = nn.Conv1d(d_inner, d_model, k2, padding=(k2 - 1) // 2)
         self.relu_dropout = nn.Dropout(relu_dropout)
         self.dropout = nn.Dropout(dropout)
 
@@ -157,8 +132,8 @@ class FsmnFeedForward(nn.Module):
 
     def __init__(self, d_in, d_inner, d_out, dropout):
         super().__init__()
-        self.w_1 = Conv1d(d_in, d_inner, 1)
-        self.w_2 = Conv1d(d_inner, d_out, 1, bias=False)
+        self.w_1 = nn.Conv1d(d_in, d_inner, 1)
+        self.w_2 = nn.Conv1d(d_inner, d_out, 1, bias=False)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x):
@@ -173,7 +148,7 @@ class MemoryBlock(nn.Module):
         super().__init__()
         self.left = round((filter_size - 1) / 2) + shift
         self.right = filter_size - 1 - self.left
-        self.conv_dw = Conv1d(channels, channels, filter_size, groups=channels, bias=False)
+        self.conv_dw = nn.Conv1d(channels, channels, filter_size, groups=channels, bias=False)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, ctx, keep=None):

@@ -21,7 +21,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sambert.models.layers import (
-    Conv1d,
     LN_EPS,
     ConvFeedForward,
     FsmnEncoder,
@@ -207,8 +206,8 @@ class VarianceAdaptor(nn.Module):
         self.energy_predictor = FsmnRnnPredictor(d_cond, p)
         self.duration_predictor = DurationPredictor(d_cond, p)
         self.dur_position_encoder = DurationPositionEncoder(d_text)
-        self.pitch_emb = Conv1d(1, d_text, 9, padding=4)
-        self.energy_emb = Conv1d(1, d_text, 9, padding=4)
+        self.pitch_emb = nn.Conv1d(1, d_text, 9, padding=4)
+        self.energy_emb = nn.Conv1d(1, d_text, 9, padding=4)
 
     def embed_prosody(self, text, pitch, energy):
         """Add the pitch and energy embeddings (convolutions over the unit axis) to the text."""
