@@ -101,12 +101,21 @@ class ConvFeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x, pad=None):
-        h = F.relu(self.w_1(self.layer_norm(x).transpose(1, 2))).transpose(1, 2)
+        h = F.relu(_over_time(self.w_1, self.layer_norm(x)))
         if pad is not None:
             h = h.masked_fill(pad[..., None], 0.0)
-        h = self.w_2(self.relu_dropout(h).transpose(1, 2)).transpose(1, 2)
+        h = _over_time(self.w_2, self.relu_dropout(h))
         out = self.dropout(h) + x
         return out if pad is None else out.masked_fill(pad[..., None], 0.0)
+
+
+def _over_time(conv, x):
+    """A Conv1d over time of x [B, T, C] -> [B, T, C_out]. A 1-wide kernel is a matrix product: the
+    decoder's feed-forward layers run every step, where this is 10% of a step faster than the
+    convolution (without oneDNN, see engine._cpu_kernels) and its transposes."""
+    if conv.kernel_size == (1,):
+        return F.linear(x, conv.weight[:, :, 0], conv.bias)
+    return conv(x.transpose(1, 2)).transpose(1, 2)
 
 
 class Prenet(nn.Module):
