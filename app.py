@@ -10,6 +10,7 @@ lines, read again when the file changes) from --lexicon or SAMBERT_LEXICON.
 """
 
 import argparse
+import ctypes
 import io
 import logging
 import os
@@ -275,7 +276,23 @@ def _output_path(suffix):
     return Path(name)
 
 
+def limit_malloc_arenas(arenas=2):
+    """Cap glibc's malloc arenas (M_ARENA_MAX), unless MALLOC_ARENA_MAX says otherwise. Requests run on many
+    worker threads and glibc gives threads their own arenas (up to 8 per core), each keeping what it once
+    held. Measured with `python benchmarks/load.py` (8 clients, 200 short requests, 27 s either way): RSS
+    901 MiB after the warm-up -> 1037 MiB after the run by default, 770 -> 825 MiB with 2 arenas. A no-op
+    where the C library is not glibc."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(-8, arenas)  # -8: M_ARENA_MAX
+
+
 def main(argv=None):
+    limit_malloc_arenas()
     parser = argparse.ArgumentParser(description="Sambert TTS: web UI and HTTP API in one server")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="interface to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1; 0.0.0.0 for all)")
