@@ -32,7 +32,7 @@ class ChunkedVocoder:
     """push(mel [n_mels, T]) -> audio for the frames that are final; finish() -> the rest.
 
     `run(mel [1, n_mels, T]) -> wav [1, 1, T * hop]` calls the generator (the engine wraps it with the
-    device, dtype and lock it needs); `context` is (left, right) in frames. With `first_chunk_frames`
+    device, dtype and turn it needs); `context` is (left, right) in frames. With `first_chunk_frames`
     the chunks start that small and double up to `chunk_frames`: the first audio comes sooner, and
     each chunk takes about as long to compute as the audio before it lasts.
     """

@@ -476,7 +476,7 @@ def mel_blocks(acoustic, plan, block_frames, model_call=lambda fp16=True: torch.
 
     Decoder steps are gathered until `block_frames` frames are pending, then pushed through the
     streamed post-net, which returns the frames whose lookahead it has. `model_call(fp16)` is the
-    context each model call runs in (lock, no_grad, autocast); the post-net runs in fp32.
+    context each model call runs in (turn, inference mode, autocast); the post-net runs in fp32.
     """
     with model_call(False):
         postnet = acoustic.postnet_stream(plan)
