@@ -115,7 +115,7 @@ def start_server(extra_env=None, extra_args=(), model_dir=None, bundled=False):
     env.pop("SAMBERT_MODEL_DIR", None)
     env.setdefault("SAMBERT_PROFILE", "cpu")
     # One request synthesizes at a time unless a test asks for more, so the queue and slot tests know
-    # which request waits (the cpu profile itself allows 2).
+    # which request waits (the cpu profile itself allows 4).
     env.setdefault("SAMBERT_MAX_CONCURRENT_REQUESTS", "1")
     env.update(extra_env or {})
     auth = env.get("SAMBERT_AUTH")
