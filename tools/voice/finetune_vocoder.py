@@ -143,15 +143,14 @@ def centre(signal, per_frame):
 
 
 @torch.no_grad()
-def heldout(tuned, original, data):
-    """Full-band STFT distance to the target, sentence by sentence: (tuned, original) on the student's mels."""
-    tuned.eval()
-    scores = np.zeros(2)
-    for s, t in data:
-        target = float_vocoder(original, t.T[None])[1]
-        scores += [float(stft_distance(float_vocoder(v, s.T[None])[1], target, FULL_BAND)) for v in (tuned, original)]
-    tuned.train()
-    return scores / len(data)
+def heldout(vocoder, data, targets):
+    """Mean full-band STFT distance of the vocoder's audio of the student's mels to the targets."""
+    was_training = vocoder.training
+    vocoder.eval()
+    score = np.mean([float(stft_distance(float_vocoder(vocoder, s.T[None])[1], target, FULL_BAND))
+                     for (s, _), target in zip(data, targets)])
+    vocoder.train(was_training)
+    return score
 
 
 def train(args):
@@ -171,6 +170,9 @@ def train(args):
         step = state["step"]
         print(f"resumed at step {step}", flush=True)
     CKPT.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():  # the targets and the original's score never change: computed once
+        targets = [float_vocoder(original, t.T[None])[1] for _, t in held]
+    before = heldout(original, held, targets) if held else None
     started = time.time()
     while step < args.steps:
         student, teacher = batch(data, args.batch, args.frames, rng)
@@ -194,7 +196,7 @@ def train(args):
             torch.save({"model": tuned.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
             tmp.replace(CKPT)
             if held:
-                ours, before = heldout(tuned, original, held)
+                ours = heldout(tuned, held, targets)
                 print(f"step {step} held-out STFT distance to the target: tuned {ours:.4f}, original {before:.4f}",
                       flush=True)
 
