@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "voice"))
 import corpus  # noqa: E402
 import features  # noqa: E402
 import finetune_vocoder  # noqa: E402
+import grow  # noqa: E402
 import teacher  # noqa: E402
 import train  # noqa: E402
 
@@ -118,6 +119,44 @@ def test_the_bundled_voice_is_a_student_training_can_continue_from():
     load_strict(model, load_file(bundle / "acoustic.safetensors"), bundle, optional=FIXED_TABLES)
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert train.bundle_step(bundle) > 0  # --init-from resumes the learning-rate schedule at this step
+
+
+def test_a_grown_student_starts_as_the_same_function():
+    """train.py --grow: wider feed-forwards and appended decoder blocks must change no output of the
+    bundled student, or training would begin by unlearning (grow.py zeroes what the new units write)."""
+    from safetensors.torch import load_file
+
+    from sambert.models import SamBert
+    from sambert.voices import FIXED_TABLES, load_strict
+
+    torch.manual_seed(0)
+    bundle = Path(__file__).resolve().parents[1] / "assets" / "voices" / "default_female"
+    small = SamBert(train.student_params())
+    load_strict(small, load_file(bundle / "acoustic.safetensors"), bundle, optional=FIXED_TABLES)
+    growth = grow.parse_growth(["decoder_num_layers=6", "decoder_ffn_inner_dim=1024", "postnet_ffn_inner_dim=512",
+                                "encoder_ffn_inner_dim=1024", "predictor_ffn_inner_dim=512"])
+    large = SamBert(dict(small.params, **growth))
+    large.load_state_dict(grow.grown_state(small.state_dict(), large.state_dict(), small.params["decoder_num_layers"]))
+    assert sum(p.numel() for p in large.parameters()) > 1.5 * sum(p.numel() for p in small.parameters())
+
+    def example(n_units, frames_per_unit):
+        ling = torch.stack([torch.randint(0, small.params[k], (n_units,))
+                            for k in ("sy", "tone", "syllable_flag", "word_segment")], dim=-1)
+        return {"ling": ling, "emotion": torch.ones(n_units, dtype=torch.long),
+                "speaker": torch.zeros(n_units, dtype=torch.long),
+                "durations": torch.full((n_units,), frames_per_unit), "pitch": torch.randn(n_units),
+                "energy": torch.randn(n_units), "mel": torch.randn(n_units * frames_per_unit, 80)}
+
+    batch = train.collate([example(12, 6), example(9, 5)])
+    args = [batch[k] for k in ("ling", "emotion", "speaker", "lengths", "mel", "durations", "pitch", "energy")]
+    small.eval(), large.eval()
+    with torch.no_grad():
+        want, got = small(*args), large(*args)
+    for key in ("dec_outputs", "postnet_outputs", "log_duration_predictions", "pitch_predictions",
+                "energy_predictions"):
+        assert torch.allclose(got[key], want[key], atol=1e-5), key
+    with pytest.raises(SystemExit, match="only"):
+        grow.parse_growth(["decoder_num_units=256"])  # LayerNorm over more units is another function
 
 
 def test_vocoder_finetune_scores_only_samples_that_see_speech_on_both_sides():

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from common import CKPT, FEATURES, MBMELGAN, SAMPLES, bundle_step  # noqa: E402
+from grow import grown_state, parse_growth  # noqa: E402
 from student import student_params  # noqa: E402
 
 from sambert.models import SamBert  # noqa: E402
@@ -178,6 +179,8 @@ def main():
                     "(at the step export.py recorded, so the learning-rate schedule goes on from there)")
     ap.add_argument("--restart-schedule", action="store_true", help="with --init-from: start the step count and "
                     "the learning-rate schedule at 0 (warm-up again), for a run toward new targets")
+    ap.add_argument("--grow", nargs="+", default=[], metavar="KEY=N", help="with --init-from: a larger student "
+                    "that starts as the same function (tools/voice/grow.py), e.g. decoder_num_layers=6")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--ckpt-every", type=int, default=200)
@@ -188,18 +191,17 @@ def main():
     torch.manual_seed(0)
     CKPT.mkdir(parents=True, exist_ok=True)
 
-    model = SamBert(student_params())
+    last = CKPT / "last.pt"
+    state = torch.load(last, map_location="cpu") if last.exists() else None
+    # a checkpoint records the architecture it was trained with (it may have been grown)
+    model = SamBert(state["params"] if state else student_params())
     with torch.no_grad():
         # The duration head ends in a ReLU: start it at a typical log(frames + 1) (~8 frames) so it
         # cannot begin dead (all outputs 0, no gradient), which happened with the default init.
         model.variance_adaptor.duration_predictor.fc.bias.fill_(math.log(9.0))
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-9)
     step = 0
-    last = CKPT / "last.pt"
-    if last.exists():
-        state = torch.load(last, map_location="cpu")
+    if state:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
         print(f"resumed from {last} at step {step}", flush=True)
     elif args.init_from:
@@ -209,6 +211,15 @@ def main():
         load_strict(model, load_file(weights), weights, optional=FIXED_TABLES)  # fp16 -> fp32 on copy
         step = 0 if args.restart_schedule else bundle_step(args.init_from) or 0
         print(f"initialised from {weights} at step {step}", flush=True)
+        if args.grow:
+            grown = SamBert(dict(model.params, **parse_growth(args.grow)))
+            grown.load_state_dict(grown_state(model.state_dict(), grown.state_dict(),
+                                              model.params["decoder_num_layers"]))
+            model = grown
+            print(f"grown: {' '.join(args.grow)}", flush=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-9)
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
     print(f"student: {n_params / 1e6:.2f}M parameters", flush=True)
