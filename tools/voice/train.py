@@ -15,6 +15,8 @@ synthesised free-running (infer + the teacher's MB-MelGAN) to /work/data/voice/s
         (no checkpoint left: continue from the bundled voice's weights and step with a fresh optimiser)
     python tools/voice/train.py --init-from assets/voices/default_female --restart-schedule --lr 5e-4
         (the same weights toward new targets, e.g. another mel space: warm up again, count steps from 0)
+    python tools/voice/train.py --init-from assets/voices/default_female --grow decoder_num_layers=6
+        (a larger student that starts as the bundled one; its checkpoints record the new architecture)
 """
 
 import argparse
