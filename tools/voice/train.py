@@ -189,6 +189,8 @@ def main():
     ap.add_argument("--sample-every", type=int, default=1000)
     ap.add_argument("--heldout", type=int, default=32, help="held-out sentences scored at each checkpoint")
     args = ap.parse_args()
+    if args.grow and not args.init_from:
+        ap.error("--grow grows the --init-from voice")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     CKPT.mkdir(parents=True, exist_ok=True)
