@@ -159,6 +159,61 @@ def test_a_grown_student_starts_as_the_same_function():
         grow.parse_growth(["decoder_num_units=256"])  # LayerNorm over more units is another function
 
 
+def bundled_student():
+    from safetensors.torch import load_file
+
+    from sambert.models import SamBert
+    from sambert.voices import FIXED_TABLES, load_strict
+
+    bundle = Path(__file__).resolve().parents[1] / "assets" / "voices" / "default_female"
+    model = SamBert(train.student_params())
+    load_strict(model, load_file(bundle / "acoustic.safetensors"), bundle, optional=FIXED_TABLES)
+    return model.eval()
+
+
+def test_a_decoder_fed_its_own_frames_in_parallel_computes_what_synthesis_computes():
+    """train.py --self-feed trains on the frames the decoder reads when it synthesises: the parallel
+    pass given the free-running frames as previous_frames must reproduce the free-running output."""
+    torch.manual_seed(1)
+    model = bundled_student()
+    n = 14
+    ling = torch.stack([torch.randint(1, model.params[k], (1, n))
+                        for k in ("sy", "tone", "syllable_flag", "word_segment")], dim=-1)
+    emotion, speaker = torch.ones(1, n, dtype=torch.long), torch.zeros(1, n, dtype=torch.long)
+    plan = model.encode(ling, emotion, speaker)
+    with torch.no_grad():
+        free = torch.cat(list(model.decode(plan)), dim=1)
+        args = (ling, emotion, speaker, torch.tensor([n]), torch.zeros_like(free), plan.durations[None],
+                plan.pitch[None], plan.energy[None])
+        out = model(*args, previous_frames=free)
+        forced = model(*args)  # zeros as the teacher's frames: what the decoder reads matters
+    assert int(out["x_band_width"]) == plan.x_band_width  # same attention windows as synthesis
+    assert torch.allclose(out["dec_outputs"], free, atol=1e-4)
+    assert not torch.allclose(forced["dec_outputs"], free, atol=1e-2)
+
+
+def test_self_feeding_mixes_the_models_own_frames_into_the_teachers():
+    model = bundled_student().train()
+    mel = torch.randn(30, 80)
+    example = {"ling": torch.stack([torch.randint(1, model.params[k], (6,))
+                                    for k in ("sy", "tone", "syllable_flag", "word_segment")], dim=-1),
+               "emotion": torch.ones(6, dtype=torch.long), "speaker": torch.zeros(6, dtype=torch.long),
+               "durations": torch.full((6,), 5), "pitch": torch.zeros(6), "energy": torch.zeros(6), "mel": mel}
+    batch = train.collate([example])
+    torch.manual_seed(0)
+    assert torch.equal(train.self_fed_frames(model, batch, 0.0), batch["mel"])
+    own = train.self_fed_frames(model, batch, 1.0)
+    assert model.training  # the first pass ran in eval mode (as synthesis does) and training goes on after it
+    model.eval()
+    with torch.no_grad():
+        want = model(*[batch[k] for k in ("ling", "emotion", "speaker", "lengths", "mel", "durations", "pitch",
+                                          "energy")])["dec_outputs"]
+    assert torch.allclose(own, want, atol=1e-5)
+    half = train.self_fed_frames(model, batch, 0.5)
+    from_own = (half == own).all(-1)
+    assert 0.2 < float(from_own.float().mean()) < 0.8 and bool(((half == batch["mel"]).all(-1) | from_own).all())
+
+
 def test_vocoder_finetune_scores_only_samples_that_see_speech_on_both_sides():
     """finetune_vocoder.py vocodes segments with CONTEXT extra frames each side and scores the centre:
     those samples must be what the vocoder makes of the whole sentence, not of the segment's edge padding."""

@@ -365,12 +365,14 @@ class SamBert(nn.Module):
         return (durations.float().amax(-1) / self.r + 0.5).long()
 
     def forward(self, ling, emotion, speaker, lengths, mel_targets=None, durations=None,
-                pitch_targets=None, energy_targets=None):
+                pitch_targets=None, energy_targets=None, previous_frames=None):
         """Parallel teacher-forced pass for training (batch of padded sentences).
 
         ling [B, N, 4], emotion/speaker [B, N], lengths [B]; mel_targets [B, T, n_mels] and durations
         [B, N] (frames per unit, summing to each sentence's frame count <= T) are required; pitch/energy
-        targets [B, N] replace the predictions in the embeddings when given. Returns dec_outputs and
+        targets [B, N] replace the predictions in the embeddings when given. previous_frames [B, T, n_mels]
+        replaces mel_targets as the frames each decoder step reads as the one before it (training can pass
+        the model's own earlier outputs, which is what it reads when it synthesises). Returns dec_outputs and
         postnet_outputs [B, T, n_mels], log_duration_predictions (log(d+1)), pitch_predictions,
         energy_predictions [B, N], the masks (True = padding) and the band widths used.
         """
@@ -400,9 +402,9 @@ class SamBert(nn.Module):
         band = self._band_width(durations)
         valid_steps = -(-n_frames // self.r)
         x_blocked, h_blocked = band_masks(n_steps, band, band, valid_steps)
-        targets = F.pad(mel_targets, (0, 0, 0, n_steps * self.r - t))
-        # Step s starts from the last target frame of step s-1 (zeros for the first step).
-        previous = F.pad(targets.view(b, n_steps, self.r, -1)[:, :-1, -1], (0, 0, 1, 0))
+        read = F.pad(mel_targets if previous_frames is None else previous_frames, (0, 0, 0, n_steps * self.r - t))
+        # Step s starts from the last frame of step s-1 (zeros for the first step).
+        previous = F.pad(read.view(b, n_steps, self.r, -1)[:, :-1, -1], (0, 0, 1, 0))
         step_pad = torch.arange(n_steps, device=ling.device)[None] >= valid_steps[:, None]
         dec = self.decoder(memory, previous, x_blocked, h_blocked, pad=step_pad)
         mel_pad = torch.arange(t, device=ling.device)[None] >= n_frames[:, None]
