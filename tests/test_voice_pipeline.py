@@ -18,6 +18,7 @@ import train  # noqa: E402
 
 from sambert.frontend import Frontend  # noqa: E402
 
+BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "voices" / "default_female"
 BAKER = {"ni": ["n", "i"], "hao": ["h", "ao"], "hai": ["h", "ai"], "wo": ["^", "uo"], "men": ["m", "en"],
          "qu": ["q", "v"], "gong": ["g", "ong"], "yuan": ["^", "van"], "ba": ["b", "a"]}
 
@@ -108,31 +109,30 @@ def test_teacher_shards_split_the_requested_sentences_between_them(tmp_path, mon
     assert len(ids) == len(set(ids)) and all(shards)
 
 
-def test_the_bundled_voice_is_a_student_training_can_continue_from():
+def bundled_student():
     from safetensors.torch import load_file
 
     from sambert.models import SamBert
     from sambert.voices import FIXED_TABLES, load_strict
 
-    bundle = Path(__file__).resolve().parents[1] / "assets" / "voices" / "default_female"
     model = SamBert(train.student_params())
-    load_strict(model, load_file(bundle / "acoustic.safetensors"), bundle, optional=FIXED_TABLES)
+    load_strict(model, load_file(BUNDLE / "acoustic.safetensors"), BUNDLE, optional=FIXED_TABLES)
+    return model.eval()
+
+
+def test_the_bundled_voice_is_a_student_training_can_continue_from():
+    model = bundled_student()
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    assert train.bundle_step(bundle) > 0  # --init-from resumes the learning-rate schedule at this step
+    assert train.bundle_step(BUNDLE) > 0  # --init-from resumes the learning-rate schedule at this step
 
 
 def test_a_grown_student_starts_as_the_same_function():
     """train.py --grow: wider feed-forwards and appended decoder blocks must change no output of the
     bundled student, or training would begin by unlearning (grow.py zeroes what the new units write)."""
-    from safetensors.torch import load_file
-
     from sambert.models import SamBert
-    from sambert.voices import FIXED_TABLES, load_strict
 
     torch.manual_seed(0)
-    bundle = Path(__file__).resolve().parents[1] / "assets" / "voices" / "default_female"
-    small = SamBert(train.student_params())
-    load_strict(small, load_file(bundle / "acoustic.safetensors"), bundle, optional=FIXED_TABLES)
+    small = bundled_student()
     growth = grow.parse_growth(["decoder_num_layers=6", "decoder_ffn_inner_dim=1024", "postnet_ffn_inner_dim=512",
                                 "encoder_ffn_inner_dim=1024", "predictor_ffn_inner_dim=512"])
     large = SamBert(dict(small.params, **growth))
@@ -157,18 +157,6 @@ def test_a_grown_student_starts_as_the_same_function():
         assert torch.allclose(got[key], want[key], atol=1e-5), key
     with pytest.raises(SystemExit, match="only"):
         grow.parse_growth(["decoder_num_units=256"])  # LayerNorm over more units is another function
-
-
-def bundled_student():
-    from safetensors.torch import load_file
-
-    from sambert.models import SamBert
-    from sambert.voices import FIXED_TABLES, load_strict
-
-    bundle = Path(__file__).resolve().parents[1] / "assets" / "voices" / "default_female"
-    model = SamBert(train.student_params())
-    load_strict(model, load_file(bundle / "acoustic.safetensors"), bundle, optional=FIXED_TABLES)
-    return model.eval()
 
 
 def test_a_decoder_fed_its_own_frames_in_parallel_computes_what_synthesis_computes():
