@@ -218,6 +218,8 @@ def main():
     args = ap.parse_args()
     if args.grow and not args.init_from:
         ap.error("--grow grows the --init-from voice")
+    if not 0 <= args.self_feed <= 1 or args.self_feed_passes < 1:
+        ap.error("--self-feed is a probability (0-1) and --self-feed-passes at least 1")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     CKPT.mkdir(parents=True, exist_ok=True)
